@@ -1,0 +1,66 @@
+"""Run-time plumbing shared by every stage: device choice, seeding, logging to the rule's log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """CUDA when present (or asked for), else CPU; never required."""
+    if preference == "cpu":
+        return torch.device("cpu")
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for, but no CUDA device is available")
+    if preference in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if preference not in ("auto", "cuda"):
+        raise ValueError(f"unknown device {preference!r}; use 'auto', 'cpu' or 'cuda'")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so the same seed on CPU gives identical outputs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int | None) -> None:
+    """Use the cores Snakemake gave this job, no more (jobs run side by side)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO) -> logging.Logger:
+    """Send library logs (and uncaught errors) to the rule's log file, line-buffered."""
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(level)
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log_path, mode="w")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+
+    def log_uncaught(kind, error, trace):
+        # The error must reach the rule's log, not only Snakemake's terminal.
+        logging.getLogger("xaimed").critical(
+            "%s: %s", kind.__name__, error, exc_info=(kind, error, trace)
+        )
+        sys.__excepthook__(kind, error, trace)
+
+    sys.excepthook = log_uncaught
+    return logging.getLogger("xaimed")

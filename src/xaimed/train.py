@@ -1,0 +1,376 @@
+"""Train one CNN on one cross-validation fold and predict its held-out images.
+
+Reads top to bottom in the order things happen: settings, data split, model, optimiser and
+schedule, the epoch loop (one log line per epoch), then the three outputs of the contract:
+`model.pt` (best epoch on the validation part), `history.parquet` and `predictions.parquet`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import f1_score
+from sklearn.model_selection import train_test_split
+
+from xaimed import models
+from xaimed.datasets import class_names
+from xaimed.runtime import seed_everything, select_device
+
+log = logging.getLogger("xaimed.train")
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that decides a training run; built from the config's `training` section."""
+
+    model: str
+    weights: str = "none"
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    label_smoothing: float = 0.0
+    val_fraction: float = 0.15
+    augment: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+    @classmethod
+    def from_config(cls, model: str, training: dict[str, Any], seed: int = 0) -> TrainSettings:
+        """The shared training settings, overridden by `training.models.<model>` if present."""
+        merged = {k: v for k, v in training.items() if k != "models"}
+        merged.update(training.get("models", {}).get(model, {}))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+        return cls(model=model, seed=seed, **{k: v for k, v in merged.items() if k != "model"})
+
+
+def split_train_val(
+    labels: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the training and validation parts, stratified by class."""
+    rows = np.arange(len(labels))
+    if val_fraction <= 0:
+        return rows, rows[:0]
+    n_classes = len(np.unique(labels))
+    n_val = max(n_classes, round(val_fraction * len(rows)))
+    train_rows, val_rows = train_test_split(
+        rows, test_size=n_val, stratify=labels, random_state=seed
+    )
+    return np.sort(train_rows), np.sort(val_rows)
+
+
+def make_optimizer(settings: TrainSettings, params) -> torch.optim.Optimizer:
+    name = settings.optimizer.lower()
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=settings.lr, momentum=0.9, nesterov=True, weight_decay=settings.weight_decay
+        )
+    raise ValueError(f"unknown optimizer {settings.optimizer!r}; choose one of {OPTIMIZERS}")
+
+
+def make_scheduler(settings: TrainSettings, optimizer, steps: int):
+    """Per-step learning-rate schedule over the whole run."""
+    name = settings.scheduler.lower()
+    if name == "cosine":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=settings.lr, total_steps=steps, pct_start=0.15, anneal_strategy="cos"
+        )
+    if name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    raise ValueError(f"unknown scheduler {settings.scheduler!r}; choose one of {SCHEDULERS}")
+
+
+def augment(
+    batch: torch.Tensor, generator: torch.Generator, options: dict[str, Any]
+) -> torch.Tensor:
+    """Random flips, shifts/zooms and intensity changes of a normalised batch, all in one go."""
+    n = batch.shape[0]
+    device = batch.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return (torch.rand(n, generator=generator) * (high - low) + low).to(device)
+
+    shift, zoom = float(options.get("shift", 0.0)), float(options.get("zoom", 0.0))
+    flip = options.get("hflip", False)
+    if shift or zoom or flip:
+        scale = uniform(1 - zoom, 1 + zoom)
+        sign = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0) if flip else torch.ones(n, device=device)
+        theta = torch.zeros(n, 2, 3, device=device)
+        theta[:, 0, 0] = scale * sign
+        theta[:, 1, 1] = scale
+        theta[:, 0, 2] = uniform(-2 * shift, 2 * shift)
+        theta[:, 1, 2] = uniform(-2 * shift, 2 * shift)
+        grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+        batch = F.grid_sample(batch, grid, padding_mode="border", align_corners=False)
+    intensity = float(options.get("intensity", 0.0))
+    if intensity:
+        gain = uniform(1 - intensity, 1 + intensity).view(n, 1, 1, 1)
+        offset = uniform(-intensity, intensity).view(n, 1, 1, 1)
+        batch = batch * gain + offset
+    return batch
+
+
+class Trainer:
+    """One model, its optimiser and schedule; steps over uint8 image tensors held in memory."""
+
+    def __init__(self, settings: TrainSettings, num_classes: int, steps: int):
+        self.settings = settings
+        self.device = select_device(settings.device)
+        self.cuda = self.device.type == "cuda"
+        self.model = models.build_model(settings.model, num_classes, settings.weights)
+        self.model.to(self.device)
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(settings, self.model.parameters())
+        self.scheduler = make_scheduler(settings, self.optimizer, steps)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+
+    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
+        batch = models.normalize(images.to(self.device, non_blocking=True))
+        if self.cuda:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def _autocast(self):
+        # bfloat16 needs no loss scaling, so AMP, clipping and the step stay in one simple place.
+        enabled = self.cuda and self.settings.amp
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def train_epoch(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        self.model.train()
+        order = torch.randperm(len(labels), generator=self.generator)
+        batch_size = self.settings.batch_size
+        total_loss, correct, seen = 0.0, 0, 0
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            if len(rows) < 2:  # batch norm cannot train on a single image
+                continue
+            x = augment(self._inputs(images[rows]), self.generator, self.settings.augment)
+            y = labels[rows].to(self.device)
+            with self._autocast():
+                logits = self.model(x)
+                loss = F.cross_entropy(
+                    logits.float(), y, label_smoothing=self.settings.label_smoothing
+                )
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at batch starting {start}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            total_loss += loss.item() * len(rows)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(rows)
+        return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> np.ndarray:
+        """Softmax probabilities (N, classes) in evaluation mode."""
+        self.model.eval()
+        out = []
+        for start in range(0, len(images), self.settings.batch_size * 2):
+            with self._autocast():
+                logits = self.model(
+                    self._inputs(images[start : start + self.settings.batch_size * 2])
+                )
+            out.append(torch.softmax(logits.float(), 1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def _val_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    if len(labels) == 0:
+        return {"val_loss": math.nan, "val_accuracy": math.nan, "val_f1_macro": math.nan}
+    eps = 1e-12
+    pred = probs.argmax(1)
+    return {
+        "val_loss": float(-np.log(probs[np.arange(len(labels)), labels] + eps).mean()),
+        "val_accuracy": float((pred == labels).mean()),
+        "val_f1_macro": float(f1_score(labels, pred, average="macro", zero_division=0)),
+    }
+
+
+def _is_better(candidate: dict[str, float], best: dict[str, float] | None) -> bool:
+    """Higher validation macro-F1 wins; a tie goes to the lower validation loss."""
+    if best is None:
+        return True
+    if math.isnan(candidate["val_f1_macro"]):
+        return True  # no validation part: the last epoch is the model
+    key = (candidate["val_f1_macro"], -candidate["val_loss"])
+    return key > (best["val_f1_macro"], -best["val_loss"])
+
+
+def prediction_table(
+    image_ids: pd.Series,
+    fold: int,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    names: list[str],
+    *,
+    dataset: str,
+    model: str,
+) -> pd.DataFrame:
+    """The contract's predictions table; dataset and model make each file self-describing."""
+    pred = probs.argmax(1)
+    table = pd.DataFrame(
+        {
+            "dataset": dataset,
+            "model": model,
+            "image_id": image_ids.to_numpy(),
+            "fold": fold,
+            "label": labels,
+            "label_name": [names[i] for i in labels],
+            "pred": pred,
+            "pred_name": [names[i] for i in pred],
+        }
+    )
+    for k, name in enumerate(names):
+        table[f"prob_{name}"] = probs[:, k].astype("float64")
+    return table
+
+
+def train_fold(
+    *,
+    images_path: str | Path,
+    manifest_path: str | Path,
+    folds_path: str | Path,
+    dataset: str,
+    fold: int,
+    settings: TrainSettings,
+    model_path: str | Path,
+    history_path: str | Path,
+    predictions_path: str | Path,
+) -> pd.DataFrame:
+    """Train `settings.model` on every fold but `fold`, keep the best validation epoch, and
+    predict the held-out fold. Returns the history table."""
+    seed_everything(settings.seed)
+    manifest = pd.read_parquet(manifest_path)
+    folds = pd.read_parquet(folds_path)
+    if not manifest["image_id"].equals(folds["image_id"]):
+        raise ValueError(f"{folds_path} does not list the images of {manifest_path} in order")
+    names = class_names(manifest)
+    store = np.load(images_path, mmap_mode="r")
+    labels = manifest["label"].to_numpy()
+    held_out = np.flatnonzero(folds["fold"].to_numpy() == fold)
+    fit_rows = np.flatnonzero(folds["fold"].to_numpy() != fold)
+    if len(held_out) == 0:
+        raise ValueError(f"dataset {dataset!r}: fold {fold} has no images in {folds_path}")
+    train_part, val_part = split_train_val(labels[fit_rows], settings.val_fraction, settings.seed)
+    train_rows, val_rows = fit_rows[train_part], fit_rows[val_part]
+
+    def tensor(rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(store[rows]))
+
+    train_images, train_labels = tensor(train_rows), torch.from_numpy(labels[train_rows])
+    val_images = tensor(val_rows)
+    steps = settings.epochs * math.ceil(len(train_rows) / settings.batch_size)
+    trainer = Trainer(settings, len(names), steps)
+    log.info(
+        "%s/%s fold %d: %d training, %d validation, %d held-out images on %s",
+        dataset,
+        settings.model,
+        fold,
+        len(train_rows),
+        len(val_rows),
+        len(held_out),
+        trainer.device,
+    )
+
+    history, best, best_state = [], None, None
+    started = time.perf_counter()
+    for epoch in range(1, settings.epochs + 1):
+        epoch_start = time.perf_counter()
+        try:
+            train_loss, train_accuracy = trainer.train_epoch(train_images, train_labels)
+        except FloatingPointError as error:
+            raise FloatingPointError(
+                f"dataset {dataset!r}, model {settings.model!r}, fold {fold}, epoch {epoch}: "
+                f"{error}; lower the learning rate (training.lr)"
+            ) from None
+        metrics = _val_metrics(trainer.predict(val_images), labels[val_rows])
+        seconds = time.perf_counter() - epoch_start
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            **metrics,
+            "lr": trainer.optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+        }
+        history.append(record)
+        if _is_better(metrics, best):
+            best, best_epoch = metrics, epoch
+            best_state = copy.deepcopy(trainer.model.state_dict())
+        eta = (time.perf_counter() - started) / epoch * (settings.epochs - epoch)
+        log.info(
+            "epoch %d/%d train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f val_f1 %.3f "
+            "%.1fs ETA %.0fs",
+            epoch,
+            settings.epochs,
+            train_loss,
+            train_accuracy,
+            metrics["val_loss"],
+            metrics["val_accuracy"],
+            metrics["val_f1_macro"],
+            seconds,
+            eta,
+        )
+
+    trainer.model.load_state_dict(best_state)
+    probs = trainer.predict(tensor(held_out))
+    predictions = prediction_table(
+        manifest["image_id"].iloc[held_out],
+        fold,
+        labels[held_out],
+        probs,
+        names,
+        dataset=dataset,
+        model=settings.model,
+    )
+    accuracy = float((predictions["pred"] == predictions["label"]).mean())
+    log.info("best epoch %d; held-out fold %d accuracy %.3f", best_epoch, fold, accuracy)
+
+    history_table = pd.DataFrame(history)
+    history_table["best"] = history_table["epoch"] == best_epoch
+    meta = {
+        "model": settings.model,
+        "num_classes": len(names),
+        "class_names": names,
+        "image_size": int(store.shape[-1]),
+        "dataset": dataset,
+        "fold": int(fold),
+        "mean": list(models.IMAGENET_MEAN),
+        "std": list(models.IMAGENET_STD),
+        "best_epoch": int(best_epoch),
+        "weights": settings.weights,
+        "seed": int(settings.seed),
+    }
+    for path in (model_path, history_path, predictions_path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    models.save_checkpoint(model_path, trainer.model, meta)
+    history_table.to_parquet(history_path, index=False)
+    predictions.to_parquet(predictions_path, index=False)
+    return history_table

@@ -1,0 +1,21 @@
+rule explain:
+    input:
+        unpack(explain_input),
+    output:
+        scores="results/explain/{dataset}/{model}/fold{fold}/{method}/scores.parquet",
+        cams="results/explain/{dataset}/{model}/fold{fold}/{method}/cams.npz",
+    log:
+        "logs/explain/{dataset}/{model}/fold{fold}/{method}.log",
+    benchmark:
+        "benchmarks/explain/{dataset}/{model}/fold{fold}/{method}.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: config["threads"]["explain"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
+    params:
+        explain=explain_params,
+    script:
+        "../scripts/explain.py"

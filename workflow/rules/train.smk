@@ -1,0 +1,23 @@
+rule train:
+    input:
+        unpack(train_input),
+    output:
+        model="results/train/{dataset}/{model}/fold{fold}/model.pt",
+        history="results/train/{dataset}/{model}/fold{fold}/history.parquet",
+        predictions="results/train/{dataset}/{model}/fold{fold}/predictions.parquet",
+    log:
+        "logs/train/{dataset}/{model}/fold{fold}.log",
+    benchmark:
+        "benchmarks/train/{dataset}/{model}/fold{fold}.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: config["threads"]["train"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        settings=training_settings,
+        seed=config["seed"],
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,10 @@
+"""Confidence increase per class and seconds per image of each CAM method (rule
+explanation_tables)."""
+
+from xaimed.runtime import setup_logging
+from xaimed.tables import confidence_increase_table, read_parquets, timing_table, write_table
+
+setup_logging(snakemake.log[0])
+scores = read_parquets(snakemake.input.scores)
+write_table(confidence_increase_table(scores), snakemake.output.confidence_increase)
+write_table(timing_table(scores), snakemake.output.timing)
