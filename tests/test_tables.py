@@ -1,0 +1,175 @@
+"""Tests for xaimed.tables: aggregates against numpy, Markdown/CSV writing, parquet reading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xaimed.tables import (
+    classification_table,
+    confidence_increase_table,
+    read_parquets,
+    read_predictions,
+    timing_table,
+    write_table,
+)
+
+
+def _fold_metrics() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "dataset": dataset,
+            "model": model,
+            "fold": fold,
+            "n_images": 10,
+            "accuracy": rng.uniform(),
+            "balanced_accuracy": rng.uniform(),
+            "f1_macro": rng.uniform(),
+            "auroc_macro": rng.uniform(),
+        }
+        for dataset in ("d2", "d1")
+        for model in ("resnet", "densenet")
+        for fold in range(3 if model == "resnet" else 5)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_classification_table_means_and_sample_sd():
+    fm = _fold_metrics()
+    table = classification_table(fm)
+    assert list(table.columns) == [
+        "dataset",
+        "model",
+        "n_folds",
+        "accuracy_mean",
+        "accuracy_sd",
+        "f1_macro_mean",
+        "f1_macro_sd",
+        "balanced_accuracy_mean",
+        "balanced_accuracy_sd",
+        "auroc_macro_mean",
+        "auroc_macro_sd",
+    ]
+    assert list(zip(table["dataset"], table["model"], strict=True))[0] == ("d1", "densenet")
+    row = table[(table["dataset"] == "d2") & (table["model"] == "resnet")].iloc[0]
+    values = fm[(fm["dataset"] == "d2") & (fm["model"] == "resnet")]
+    assert row["n_folds"] == 3
+    for metric in ("accuracy", "f1_macro", "balanced_accuracy", "auroc_macro"):
+        x = values[metric].to_numpy()
+        assert row[f"{metric}_mean"] == pytest.approx(np.mean(x))
+        assert row[f"{metric}_sd"] == pytest.approx(np.std(x, ddof=1))
+
+
+def _scores() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "dataset": "d",
+            "model": "net",
+            "fold": [0, 0, 0, 1, 0, 0, 0, 1],
+            "method": ["gradcam"] * 4 + ["scorecam"] * 4,
+            "image_id": ["i0", "i1", "i2", "i3"] * 2,
+            "label_name": ["a", "a", "b", "b"] * 2,
+            # image i1 was misclassified: its CAM explains class b
+            "pred_name": ["a", "b", "b", "b"] * 2,
+            "confidence_increase": [0.2, -0.1, 0.0, 0.3, -0.5, 0.4, 0.1, np.nan],
+            "road": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+            "seconds": [1.0, 2.0, 4.0, 8.0, 0.5, 0.5, 0.25, 0.75],
+        }
+    )
+
+
+def test_confidence_increase_table_by_predicted_class():
+    table = confidence_increase_table(_scores())
+    assert list(table.columns) == [
+        "dataset",
+        "model",
+        "method",
+        "class",
+        "n_images",
+        "confidence_increase_mean",
+        "confidence_increase_sd",
+        "increase_fraction",
+        "road_mean",
+        "road_sd",
+    ]
+    t = table.set_index(["method", "class"])
+    assert list(t.index) == [
+        ("gradcam", "a"),
+        ("gradcam", "b"),
+        ("scorecam", "a"),
+        ("scorecam", "b"),
+    ]
+    gb = t.loc[("gradcam", "b")]
+    ci = np.array([-0.1, 0.0, 0.3])
+    assert gb["n_images"] == 3
+    assert gb["confidence_increase_mean"] == pytest.approx(ci.mean())
+    assert gb["confidence_increase_sd"] == pytest.approx(np.std(ci, ddof=1))
+    assert gb["increase_fraction"] == pytest.approx(1 / 3)  # 0.0 is not an increase
+    assert gb["road_mean"] == pytest.approx(0.3)
+    assert gb["road_sd"] == pytest.approx(np.std([0.2, 0.3, 0.4], ddof=1))
+    # NaN confidence is left out of the fraction: 2 of 2 scored images increased
+    assert t.loc[("scorecam", "b"), "increase_fraction"] == pytest.approx(1.0)
+    assert t.loc[("scorecam", "a"), "increase_fraction"] == 0.0
+    assert np.isnan(t.loc[("gradcam", "a"), "confidence_increase_sd"])  # one image
+
+
+def test_timing_table():
+    table = timing_table(_scores())
+    assert list(table.columns) == [
+        "dataset",
+        "model",
+        "method",
+        "n_images",
+        "seconds_per_image",
+        "seconds_per_image_sd",
+    ]
+    g = table[table["method"] == "gradcam"].iloc[0]
+    assert g["n_images"] == 4
+    assert g["seconds_per_image"] == pytest.approx(3.75)
+    assert g["seconds_per_image_sd"] == pytest.approx(np.std([1, 2, 4, 8], ddof=1))
+
+
+def test_write_table_csv_and_markdown(tmp_path):
+    df = pd.DataFrame(
+        {
+            "name": ["a|b", "c"],
+            "n": [3, 12],
+            "value": [0.123456, 12345.678],
+            "sd": [np.nan, 1e-7],
+        }
+    )
+    csv = tmp_path / "deep" / "dir" / "table.csv"
+    write_table(df, csv)
+    pd.testing.assert_frame_equal(pd.read_csv(csv), df)
+    lines = (tmp_path / "deep" / "dir" / "table.md").read_text().splitlines()
+    assert len(lines) == 2 + len(df)
+    assert lines[0] == "| name | n | value | sd |"
+    assert lines[1] == "| --- | ---: | ---: | ---: |"
+    assert lines[2] == r"| a\|b | 3 | 0.1235 | NaN |"
+    assert lines[3] == "| c | 12 | 1.235e+04 | 1e-07 |"
+
+
+def test_read_parquets(tmp_path):
+    a = pd.DataFrame({"x": [1, 2], "y": ["p", "q"]})
+    b = pd.DataFrame({"x": [3], "y": ["r"]})
+    a.to_parquet(tmp_path / "a.parquet")
+    b.to_parquet(tmp_path / "b.parquet")
+    got = read_parquets([tmp_path / "a.parquet", str(tmp_path / "b.parquet")])
+    assert got["x"].tolist() == [1, 2, 3] and got.index.tolist() == [0, 1, 2]
+    assert read_parquets([]).empty
+
+
+def test_read_predictions_adds_dataset_and_model_from_path(tmp_path):
+    paths = []
+    for dataset, model, fold in [("busi", "resnet18", 0), ("busi", "densenet121", 1)]:
+        path = tmp_path / "train" / dataset / model / f"fold{fold}" / "predictions.parquet"
+        path.parent.mkdir(parents=True)
+        pd.DataFrame({"image_id": [f"i{fold}"], "fold": [fold], "label": [0]}).to_parquet(path)
+        paths.append(str(path))
+    got = read_predictions(paths)
+    assert list(got.columns) == ["dataset", "model", "image_id", "fold", "label"]
+    assert got["model"].tolist() == ["resnet18", "densenet121"]
+    assert got["dataset"].tolist() == ["busi", "busi"]
+    assert read_predictions([]).empty

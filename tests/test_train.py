@@ -1,0 +1,107 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xaimed.datasets import ingest
+from xaimed.folds import assign_folds
+from xaimed.models import load_checkpoint, normalize
+from xaimed.preprocess import preprocess
+from xaimed.train import TrainSettings, augment, make_optimizer, split_train_val, train_fold
+
+
+@pytest.fixture
+def store(folder_dataset, tmp_path):
+    manifest = ingest(folder_dataset, dataset="tiny")
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    assign_folds(manifest, 3, seed=0).to_parquet(tmp_path / "folds.parquet")
+    preprocess(manifest, 32, tmp_path / "images.npy", tmp_path / "masks.npy")
+    return tmp_path
+
+
+def _train(store, out, **overrides):
+    settings = TrainSettings(
+        model="resnet18",
+        epochs=2,
+        batch_size=6,
+        lr=1e-3,
+        augment={"hflip": True, "shift": 0.1},
+        device="cpu",
+        **overrides,
+    )
+    history = train_fold(
+        images_path=store / "images.npy",
+        manifest_path=store / "manifest.parquet",
+        folds_path=store / "folds.parquet",
+        dataset="tiny",
+        fold=1,
+        settings=settings,
+        model_path=out / "model.pt",
+        history_path=out / "history.parquet",
+        predictions_path=out / "predictions.parquet",
+    )
+    return history, pd.read_parquet(out / "predictions.parquet")
+
+
+def test_train_fold_writes_the_contract_and_predicts_the_held_out_fold(store, tmp_path, caplog):
+    caplog.set_level("INFO", logger="xaimed.train")
+    history, predictions = _train(store, tmp_path / "a")
+    folds = pd.read_parquet(store / "folds.parquet")
+    assert sorted(predictions["image_id"]) == sorted(folds.loc[folds["fold"] == 1, "image_id"])
+    assert (predictions["fold"] == 1).all()
+    probs = predictions[["prob_healthy", "prob_lesion"]].to_numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert (predictions["pred"] == probs.argmax(1)).all()
+    assert (predictions["pred_name"] == np.array(["healthy", "lesion"])[predictions["pred"]]).all()
+    assert list(history["epoch"]) == [1, 2] and history["best"].sum() == 1
+    epoch_lines = [r.message for r in caplog.records if r.message.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and "ETA" in epoch_lines[0] and "val_acc" in epoch_lines[0]
+
+    # the saved model is the one that made the predictions
+    model, meta = load_checkpoint(tmp_path / "a" / "model.pt")
+    assert meta["best_epoch"] == int(history.loc[history["best"], "epoch"].iloc[0])
+    assert meta["class_names"] == ["healthy", "lesion"] and meta["image_size"] == 32
+    manifest = pd.read_parquet(store / "manifest.parquet")
+    rows = manifest.index[manifest["image_id"].isin(predictions["image_id"])].to_numpy()
+    images = torch.from_numpy(np.load(store / "images.npy")[rows])
+    with torch.no_grad():
+        again = torch.softmax(model(normalize(images)), 1).numpy()
+    assert np.allclose(again, probs, atol=1e-5)
+
+
+def test_same_seed_on_cpu_gives_identical_outputs(store, tmp_path):
+    _, first = _train(store, tmp_path / "a")
+    _, second = _train(store, tmp_path / "b")
+    pd.testing.assert_frame_equal(first, second)
+    _, other = _train(store, tmp_path / "c", seed=1)
+    assert not np.allclose(first["prob_lesion"], other["prob_lesion"])
+
+
+def test_validation_part_is_stratified_and_disjoint():
+    labels = np.array([0] * 20 + [1] * 10)
+    train, val = split_train_val(labels, 0.2, seed=0)
+    assert len(val) == 6 and set(train).isdisjoint(val) and len(train) + len(val) == 30
+    assert np.bincount(labels[val]).tolist() == [4, 2]
+
+
+def test_settings_merge_per_model_overrides_and_refuse_unknown_keys():
+    training = {"lr": 0.01, "epochs": 3, "models": {"vgg16": {"lr": 0.0001}}}
+    assert TrainSettings.from_config("vgg16", training).lr == 0.0001
+    assert TrainSettings.from_config("resnet50", training).lr == 0.01
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainSettings.from_config("resnet50", {"learning_rate": 0.1})
+    with pytest.raises(ValueError, match="adamw"):
+        make_optimizer(TrainSettings(model="m", optimizer="lion"), [torch.zeros(1)])
+
+
+def test_augment_flips_exactly_when_asked():
+    batch = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(augment(batch, generator, {}), batch)
+    flipped = [augment(batch, torch.Generator().manual_seed(s), {"hflip": True}) for s in range(8)]
+    outcomes = {torch.equal(f[0], batch[0].flip(-1)) for f in flipped}
+    assert outcomes == {True, False}  # sometimes flipped, sometimes not
+    for f in flipped:
+        assert torch.allclose(f[0], batch[0], atol=1e-4) or torch.allclose(
+            f[0], batch[0].flip(-1), atol=1e-4
+        )
