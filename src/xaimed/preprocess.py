@@ -63,7 +63,9 @@ def preprocess(
     images = np.empty((n, 3, image_size, image_size), dtype=np.uint8)
     masks = np.empty((n, image_size, image_size), dtype=np.uint8)
     step = max(1, n // 10)
-    for row, (path, mask_path) in enumerate(zip(manifest["path"], manifest["mask_path"])):
+    for row, (path, mask_path) in enumerate(
+        zip(manifest["path"], manifest["mask_path"], strict=True)
+    ):
         images[row] = load_image(path, image_size)
         masks[row] = load_mask(mask_path, image_size)
         if (row + 1) % step == 0 or row + 1 == n:
