@@ -1,0 +1,211 @@
+"""Class activation maps with pytorch-grad-cam, plus an exact, fast AblationCAM.
+
+:data:`CAM_METHODS` is the one registry from method name to how it is computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pytorch_grad_cam import (
+    AblationCAM,
+    EigenCAM,
+    EigenGradCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from xaimed.models import model_tail, target_layer
+
+__all__ = ["CAM_METHODS", "METHODS", "CamMethod", "FastAblationCAM", "compute_cams"]
+
+#: the library's ablation constant (pytorch_grad_cam.ablation_layer.AblationLayer.__call__)
+_LIBRARY_ABLATION_VALUE = 1e7
+#: ablated copies of one image's activations pushed through the tail at once
+ABLATION_CHUNK = 256
+
+
+class FastAblationCAM(AblationCAM):
+    """pytorch-grad-cam's AblationCAM with the same weights, computed from the tail only.
+
+    The library replaces the target layer by an AblationLayer and re-runs the WHOLE network
+    once per channel. Everything before the target layer is wasted work: the ablated network
+    is ``tail(ablate_k(activations))``. This class computes the target-layer activations once,
+    builds the ablated copies exactly as ``AblationLayer.__call__`` does, and runs only
+    ``tail`` (the registered part of the model after the target layer) on them. Only
+    :meth:`get_cam_weights` is overridden; the CAM assembly, ReLU, scaling and resizing are the
+    library's own code.
+
+    Ablation value, as in the library: per image, if the minimum activation is exactly 0 the
+    channel is set to 0. Otherwise (e.g. SiLU/BN outputs) the library sets the channel of the
+    i-th copy in each batch of ``self.batch_size`` (32) to ``min(batch) - 1e7`` where the batch
+    already holds copies 0..i-1, i.e. ``m - (i + 1) * 1e7`` computed by repeated float32
+    subtraction; this is reproduced value for value (it is a quirk of the library that the
+    value depends on the channel's position in its batch; we keep it to stay identical).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: list[nn.Module],
+        tail: Callable[[torch.Tensor], torch.Tensor],
+        chunk: int = ABLATION_CHUNK,
+    ) -> None:
+        super().__init__(model, target_layers)
+        self.tail = tail
+        self.chunk = int(chunk)
+
+    def _ablation_values(self, acts: torch.Tensor) -> torch.Tensor:
+        """(C,) value that channel k of this image's activations is set to."""
+        lowest = torch.min(acts)
+        n_channels = acts.shape[0]
+        if lowest == 0:
+            return torch.zeros(n_channels, dtype=acts.dtype, device=acts.device)
+        position_values = []
+        value = lowest
+        for _ in range(self.batch_size):
+            value = value - _LIBRARY_ABLATION_VALUE  # float32, same op as the library
+            position_values.append(value)
+        per_position = torch.stack(position_values)
+        positions = torch.arange(n_channels, device=acts.device) % self.batch_size
+        return per_position[positions]
+
+    def get_cam_weights(
+        self,
+        input_tensor: torch.Tensor,
+        target_layer: nn.Module,
+        targets: list[Callable],
+        activations: np.ndarray,
+        grads: np.ndarray,
+    ) -> np.ndarray:
+        captured: dict[str, torch.Tensor] = {}
+
+        def keep(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+            captured["acts"] = output.detach().clone()
+
+        handle = target_layer.register_forward_hook(keep)
+        try:
+            with torch.no_grad():
+                outputs = self.model(input_tensor)
+        finally:
+            handle.remove()
+        original_scores = np.float32(
+            [target(output).cpu().item() for target, output in zip(targets, outputs, strict=True)]
+        )
+        acts = captured["acts"]
+        n_images, n_channels = acts.shape[:2]
+        new_scores = np.empty((n_images, n_channels), dtype=np.float32)
+        with torch.no_grad():
+            for b, target in enumerate(targets):
+                values = self._ablation_values(acts[b])
+                scores = []
+                for start in range(0, n_channels, self.chunk):
+                    stop = min(start + self.chunk, n_channels)
+                    count = stop - start
+                    batch = acts[b].unsqueeze(0).repeat(count, *([1] * (acts.ndim - 1)))
+                    rows = torch.arange(count, device=acts.device)
+                    batch[rows, rows + start] = values[start:stop].view(
+                        count, *([1] * (acts.ndim - 2))
+                    )
+                    logits = self.tail(batch)
+                    if isinstance(target, ClassifierOutputTarget):
+                        scores.append(logits[:, target.category])
+                    else:  # any other target: one row at a time, as the library does
+                        scores.append(torch.stack([target(o) for o in logits]))
+                new_scores[b] = torch.cat(scores).float().cpu().numpy()
+        original_scores = original_scores[:, None]
+        return (original_scores - new_scores) / original_scores
+
+
+def _fast_ablation(model: nn.Module, layer: nn.Module, model_name: str) -> BaseCAM | None:
+    tail = model_tail(model, model_name)
+    if tail is None:
+        return None  # no registered tail: fall back to the library's (slow) AblationCAM
+    return FastAblationCAM(model=model, target_layers=[layer], tail=tail)
+
+
+@dataclass(frozen=True)
+class CamMethod:
+    """library_class: the pytorch-grad-cam class whose output this method reproduces.
+    fast: optional (model, layer, model_name) -> an equivalent, faster CAM object (or None to
+    use the library class)."""
+
+    library_class: type[BaseCAM]
+    fast: Callable[[nn.Module, nn.Module, str], BaseCAM | None] | None = None
+
+    def make(self, model: nn.Module, layer: nn.Module, model_name: str) -> BaseCAM:
+        cam = self.fast(model, layer, model_name) if self.fast is not None else None
+        return cam if cam is not None else self.library_class(model=model, target_layers=[layer])
+
+
+#: THE registry: method name -> how it is computed.
+CAM_METHODS: dict[str, CamMethod] = {
+    "gradcam": CamMethod(GradCAM),
+    "gradcampp": CamMethod(GradCAMPlusPlus),
+    "xgradcam": CamMethod(XGradCAM),
+    "eigengradcam": CamMethod(EigenGradCAM),
+    "layercam": CamMethod(LayerCAM),
+    "ablationcam": CamMethod(AblationCAM, fast=_fast_ablation),  # exact, tail-only
+    "scorecam": CamMethod(ScoreCAM),
+    "eigencam": CamMethod(EigenCAM),
+}
+METHODS: tuple[str, ...] = tuple(CAM_METHODS)
+
+
+def compute_cams(
+    model: nn.Module,
+    model_name: str,
+    method: str,
+    inputs: torch.Tensor,
+    targets: Sequence[int],
+    batch_size: int = 16,
+) -> np.ndarray:
+    """float32 (N, H, W) CAMs in [0, 1] at the input resolution, one per (image, target class).
+
+    Exactly what ``Cam(model, [target_layer])(input_tensor, [ClassifierOutputTarget(c)...])``
+    returns (per-image min-max scaling and resizing by the library), in batches of
+    ``batch_size``. ``inputs`` are normalised float images; ``model`` is put in eval mode.
+    """
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; supported: {', '.join(METHODS)}")
+    if inputs.ndim != 4:
+        raise ValueError(f"inputs must be (N, C, H, W), got {tuple(inputs.shape)}")
+    targets = [int(t) for t in targets]
+    n = inputs.shape[0]
+    if len(targets) != n:
+        raise ValueError(f"{len(targets)} targets for {n} images")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    result = np.empty((n, *inputs.shape[-2:]), dtype=np.float32)
+    if n == 0:
+        return result
+    model.eval()
+    layer = target_layer(model, model_name)
+    device = next(model.parameters()).device
+    done = 0
+    # torch.enable_grad: gradient methods must work even under a caller's no_grad
+    with torch.enable_grad(), CAM_METHODS[method].make(model, layer, model_name) as cam:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            chunk_targets = [ClassifierOutputTarget(c) for c in targets[start:stop]]
+            try:
+                maps = cam(input_tensor=inputs[start:stop].to(device), targets=chunk_targets)
+            except IndexError as exc:  # BaseCAM.__exit__ would swallow an IndexError
+                raise ValueError(
+                    f"CAM failed for images {start}..{stop - 1} (targets "
+                    f"{targets[start:stop]}): {exc}"
+                ) from exc
+            result[start:stop] = maps
+            done = stop
+    if done != n:
+        raise RuntimeError(f"CAM computation stopped after {done} of {n} images")
+    return result

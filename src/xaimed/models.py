@@ -1,0 +1,456 @@
+"""Model building, CAM target layers, input normalisation and checkpoints.
+
+Everything architecture specific that the CAM code needs lives in ONE registry,
+:data:`CAM_FAMILIES`: model-name prefix -> (target layer, tail after that layer).
+Add a new architecture family there, nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+__all__ = [
+    "CAM_FAMILIES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CamFamily",
+    "build_model",
+    "cam_family",
+    "classifier_names",
+    "imagenet_weights_path",
+    "load_checkpoint",
+    "model_tail",
+    "normalize",
+    "save_checkpoint",
+    "target_layer",
+]
+
+
+# --------------------------------------------------------------------------- building
+
+
+def classifier_names() -> list[str]:
+    """Names of torchvision's image classification models (no detection/segmentation/video)."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _check_name(name: str) -> None:
+    names = classifier_names()
+    if name not in names:
+        raise ValueError(
+            f"unknown model {name!r}; available torchvision classifiers: {', '.join(names)}"
+        )
+
+
+def imagenet_weights_path(name: str) -> Path:
+    """Where torch hub keeps the DEFAULT ImageNet weights of ``name``.
+
+    ``torch.hub.get_dir()/checkpoints/<file name of the weights URL>``; ``torch.hub.get_dir()``
+    is ``$TORCH_HOME/hub`` (default ``~/.cache/torch/hub``).
+    """
+    _check_name(name)
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """torch.load(weights_only=True) a mapping of str -> Tensor, else ValueError."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle refused by weights_only, corrupt file, ...
+        raise ValueError(
+            f"{path} is not a state dict that torch.load(weights_only=True) can read: {exc}"
+        ) from exc
+    if (
+        not isinstance(obj, Mapping)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    ):
+        hint = ""
+        if isinstance(obj, Mapping) and "state_dict" in obj:
+            hint = " (it looks like an xaimed checkpoint: use load_checkpoint)"
+        raise ValueError(
+            f"{path} does not hold a state dict (a mapping of parameter names to tensors){hint}"
+        )
+    return dict(obj)
+
+
+def _pretrained_torchvision(name: str, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """Build ``name`` exactly as torchvision builds it with its DEFAULT weights, but take the
+    weights from ``state_dict`` (already read safely from disk) instead of the network.
+
+    Going through torchvision's own builder keeps every model-specific detail of pretrained
+    construction (1000 classes, DenseNet's legacy key renaming, Inception's transform_input and
+    aux-head handling, ...). The weights enum's ``get_state_dict`` is patched for the duration
+    of the call so that nothing is downloaded and nothing is unpickled with weights_only=False.
+    """
+    enum = torchvision.models.get_model_weights(name).DEFAULT
+
+    def _local(self: Any, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        return dict(state_dict)  # a fresh copy: DenseNet's loader renames keys in place
+
+    with mock.patch.object(type(enum), "get_state_dict", _local):
+        return torchvision.models.get_model(name, weights=enum)
+
+
+def _replace_head(model: nn.Module, name: str, num_classes: int) -> None:
+    """Swap the 1000-class ImageNet head for a fresh ``num_classes`` head (random init)."""
+    if name.startswith("squeezenet"):
+        conv = model.classifier[1]
+        model.classifier[1] = nn.Conv2d(conv.in_channels, num_classes, kernel_size=1)
+        model.num_classes = num_classes
+        return
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears or linears[-1][1].out_features != 1000:
+        raise NotImplementedError(
+            f"cannot find the 1000-class nn.Linear head of {name!r} to replace; "
+            "add a case to xaimed.models._replace_head"
+        )
+    path, old = linears[-1]
+    parent_name, _, child = path.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
+
+
+def build_model(name: str, num_classes: int, weights: str = "none") -> nn.Module:
+    """Any torchvision classifier by name, with a ``num_classes`` head.
+
+    weights:
+      * ``"none"``: random init (the caller seeds torch);
+      * ``"imagenet"``: torchvision's DEFAULT weights, read ONLY from the local torch hub cache
+        (:func:`imagenet_weights_path`); never downloaded;
+      * a path to a state dict (torch.load(weights_only=True)) of the 1000-class model (e.g. a
+        manually copied torchvision file) or, failing that, of the ``num_classes`` model.
+
+    With 1000-class weights and ``num_classes != 1000`` the head (last nn.Linear; SqueezeNet's
+    1x1 conv) is replaced by a freshly initialised one.
+    """
+    _check_name(name)
+    if not isinstance(num_classes, int | np.integer) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    num_classes = int(num_classes)
+    if weights in (None, "none"):
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        return _prepare(model, name)
+    if weights == "imagenet":
+        path = imagenet_weights_path(name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"ImageNet weights for {name!r} not found at {path}. xaimed never downloads: "
+                f"place the file (from {torchvision.models.get_model_weights(name).DEFAULT.url}) "
+                "at that path, or set TORCH_HOME to a directory whose hub/checkpoints/ holds it."
+            )
+        return _finish_pretrained(
+            _pretrained_torchvision(name, _read_state_dict(path)), name, num_classes
+        )
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights must be 'none', 'imagenet' or the path of a state dict file; "
+            f"no file at {path}"
+        )
+    state = _read_state_dict(path)
+    try:
+        model = _pretrained_torchvision(name, state)
+    except RuntimeError as err_1000:
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err_n:
+            raise ValueError(
+                f"state dict {path} fits neither the 1000-class {name} ({err_1000}) nor the "
+                f"{num_classes}-class {name} ({err_n})"
+            ) from err_n
+        return _prepare(model, name)
+    return _finish_pretrained(model, name, num_classes)
+
+
+def _finish_pretrained(model: nn.Module, name: str, num_classes: int) -> nn.Module:
+    if num_classes != 1000:
+        _replace_head(model, name, num_classes)
+    return _prepare(model, name)
+
+
+def _prepare(model: nn.Module, name: str) -> nn.Module:
+    """Parameter-free, output-preserving adjustments every xaimed model gets."""
+    if name.startswith("densenet"):
+        _densenet_relu5(model)
+    return model
+
+
+# --------------------------------------------------------------------------- CAM registry
+
+
+def _densenet_relu5(model: nn.Module) -> nn.Module:
+    """DenseNet's final ReLU as a module: ``features.relu5 = nn.Threshold(0, 0)``.
+
+    torchvision's DenseNet ends ``features`` with BatchNorm ``norm5`` and applies the ReLU
+    functionally and IN PLACE in ``forward``. Hooking ``norm5`` (pytorch-grad-cam's suggestion)
+    therefore gives device-dependent CAMs: the library stores ``output.cpu().detach()``, which
+    on CPU shares memory with the tensor that the in-place ReLU then rectifies (post-ReLU
+    activations), while on CUDA it is a copy (pre-ReLU activations, negative parts included).
+    Appending an explicit rectifier gives post-ReLU activations (what the classifier actually
+    pools) on every device. ``nn.Threshold(0, 0)`` computes exactly ReLU, with ReLU's gradient,
+    but saves its *input* for backward, so DenseNet's own in-place ``F.relu`` on its output
+    (a no-op on values) does not invalidate the autograd graph, which ``nn.ReLU`` (saves its
+    output) would. No parameters/buffers: state dicts are unchanged; the logits are unchanged
+    because relu(relu(x)) == relu(x). Idempotent.
+    """
+    features = model.features
+    if not isinstance(features[-1], nn.Threshold):
+        features.add_module("relu5", nn.Threshold(0.0, 0.0))
+    return features[-1]
+
+
+def _last_relu_index(features: nn.Sequential) -> int:
+    return max(i for i, m in enumerate(features) if isinstance(m, nn.ReLU))
+
+
+def _vgg_target(model: nn.Module) -> nn.Module:
+    return model.features[_last_relu_index(model.features)]
+
+
+def _vgg_tail(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = model.features[_last_relu_index(model.features) + 1 :](x)  # the final max-pool
+    return model.classifier(torch.flatten(model.avgpool(x), 1))
+
+
+def _pool_flatten(head: str) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """Tail ``head(flatten(avgpool(x), 1))`` (ResNet, RegNet, EfficientNet, MobileNetV3)."""
+
+    def tail(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return getattr(model, head)(torch.flatten(model.avgpool(x), 1))
+
+    return tail
+
+
+def _densenet_tail(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = F.adaptive_avg_pool2d(F.relu(x), (1, 1))  # DenseNet.forward (not in place here)
+    return model.classifier(torch.flatten(out, 1))
+
+
+def _mobilenet_v2_tail(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.classifier(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
+
+
+def _convnext_tail(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.classifier(model.avgpool(x))  # classifier = LayerNorm2d, Flatten, Linear
+
+
+@dataclass(frozen=True)
+class CamFamily:
+    """How CAMs are taken for one architecture family.
+
+    target: model -> the module whose output is the CAM's activation map.
+    tail:   (model, activations of target) -> logits; must reproduce the model's forward
+            after ``target`` exactly (used by the fast, exact AblationCAM). None: no fast path.
+    why:    the reason for the choice (documentation).
+    """
+
+    target: Callable[[nn.Module], nn.Module]
+    tail: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None
+    why: str
+
+
+_RESNET = CamFamily(
+    lambda m: m.layer4[-1],
+    _pool_flatten("fc"),
+    "output of the last residual block (post-ReLU, last spatial layer before global pooling)",
+)
+
+#: THE registry: model-name prefix -> target layer + tail. The longest matching prefix wins.
+CAM_FAMILIES: dict[str, CamFamily] = {
+    "resnet": _RESNET,
+    "resnext": _RESNET,
+    "wide_resnet": _RESNET,
+    "densenet": CamFamily(
+        _densenet_relu5,
+        _densenet_tail,
+        "features.relu5, an explicit post-ReLU rectifier appended after norm5 (see "
+        "_densenet_relu5): norm5 gives device-dependent CAMs because of DenseNet's in-place ReLU",
+    ),
+    "vgg": CamFamily(
+        _vgg_target,
+        _vgg_tail,
+        "last ReLU of features (features[-1] is a max-pool; the ReLU has 2x the resolution)",
+    ),
+    "efficientnet": CamFamily(
+        lambda m: m.features[-1],
+        _pool_flatten("classifier"),
+        "features[-1]: the final 1x1 conv-BN-SiLU block before global pooling",
+    ),
+    "mobilenet_v2": CamFamily(
+        lambda m: m.features[-1],
+        _mobilenet_v2_tail,
+        "features[-1]: the final 1x1 conv-BN-ReLU6 block before global pooling",
+    ),
+    "mobilenet_v3": CamFamily(
+        lambda m: m.features[-1],
+        _pool_flatten("classifier"),
+        "features[-1]: the final 1x1 conv-BN-Hardswish block before global pooling",
+    ),
+    "convnext": CamFamily(
+        lambda m: m.features[-1],
+        _convnext_tail,
+        "features[-1]: the last stage of CNBlocks before global pooling",
+    ),
+    "regnet": CamFamily(
+        lambda m: m.trunk_output[-1],
+        _pool_flatten("fc"),
+        "trunk_output[-1]: the last stage (post-ReLU) before global pooling",
+    ),
+}
+
+
+def cam_family(name: str) -> CamFamily:
+    """The registry entry for model ``name`` (longest matching prefix)."""
+    matches = [prefix for prefix in CAM_FAMILIES if name.startswith(prefix)]
+    if not matches:
+        raise NotImplementedError(
+            f"no CAM target layer is registered for model {name!r}; add its family "
+            f"(name prefix -> target layer and tail) to CAM_FAMILIES in {__name__} "
+            f"({__file__}). Registered prefixes: {', '.join(sorted(CAM_FAMILIES))}"
+        )
+    return CAM_FAMILIES[max(matches, key=len)]
+
+
+def target_layer(model: nn.Module, name: str) -> nn.Module:
+    """The CAM target layer of ``model`` (a torchvision ``name``), from :data:`CAM_FAMILIES`.
+
+    For DenseNet this appends the output-preserving ``features.relu5`` if the model lacks it.
+    """
+    family = cam_family(name)
+    try:
+        return family.target(model)
+    except (AttributeError, IndexError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"model {type(model).__name__} does not have the layout expected for {name!r}: {exc}"
+        ) from exc
+
+
+def model_tail(model: nn.Module, name: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``acts -> logits``: the part of ``model`` after :func:`target_layer`, or None."""
+    family = cam_family(name)
+    if family.tail is None:
+        return None
+    target_layer(model, name)  # make sure the layout fits (and DenseNet's relu5 exists)
+    tail = family.tail
+    return lambda acts: tail(model, acts)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def normalize(
+    images: torch.Tensor,
+    mean: tuple[float, float, float] | list[float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] | list[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """uint8 (N, 3, H, W) in [0, 255] -> float32 ``(x / 255 - mean) / std``, same device."""
+    images = torch.as_tensor(images)
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(
+            f"expected uint8 images of shape (N, 3, H, W), got {images.dtype} {tuple(images.shape)}"
+        )
+    m = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    return (images.to(torch.float32) / 255.0 - m) / s
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    if isinstance(value, _PLAIN):
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"checkpoint meta key {where}[{key!r}] is not a str")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    raise TypeError(
+        f"checkpoint meta {where} is a {type(value).__name__}; only str/int/float/bool/None and "
+        "lists/dicts of them load with weights_only=True (convert numpy values with .item())"
+    )
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
+    """``torch.save({"state_dict", "meta"})`` atomically (temp file + os.replace).
+
+    meta must hold plain types only and at least ``model`` (name) and ``num_classes``; the
+    usual keys are class_names, image_size, dataset, fold, mean, std, best_epoch.
+    """
+    if not isinstance(meta, dict):
+        raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
+    _check_plain(meta, "meta")
+    missing = [k for k in ("model", "num_classes") if k not in meta]
+    if missing:
+        raise ValueError(f"checkpoint meta lacks {missing}; load_checkpoint needs them")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:  # open(), not mkstemp: the file gets the umask's mode
+            torch.save({"state_dict": state, "meta": meta}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
+    """Inverse of :func:`save_checkpoint`: (model in eval mode on ``device``, meta)."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(
+            f"{path} is not an xaimed checkpoint readable with weights_only=True: {exc}"
+        ) from exc
+    if (
+        not isinstance(obj, dict)
+        or set(obj) != {"state_dict", "meta"}
+        or not isinstance(obj["state_dict"], Mapping)
+        or not all(isinstance(v, torch.Tensor) for v in obj["state_dict"].values())
+        or not isinstance(obj["meta"], dict)
+        or not {"model", "num_classes"} <= set(obj["meta"])
+    ):
+        raise ValueError(
+            f"{path} is not an xaimed checkpoint: expected {{'state_dict': mapping of tensors, "
+            "'meta': dict with 'model' and 'num_classes'}"
+        )
+    meta = obj["meta"]
+    with torch.random.fork_rng(devices=[]):  # random init is overwritten; keep caller's RNG
+        model = build_model(meta["model"], int(meta["num_classes"]), "none")
+    model.load_state_dict(obj["state_dict"])
+    return model.eval().to(device), meta

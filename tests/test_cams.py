@@ -1,0 +1,216 @@
+"""xaimed.cams: maps equal pytorch-grad-cam's own, fast AblationCAM equals the library's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import pytorch_grad_cam
+import torch
+import torch.nn.functional as F
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.utils.image import scale_cam_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from xaimed import models as models_module
+from xaimed.cams import CAM_METHODS, METHODS, FastAblationCAM, compute_cams
+from xaimed.models import CamFamily, build_model, target_layer
+
+LIBRARY_CLASS = {
+    "gradcam": "GradCAM",
+    "gradcampp": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "eigengradcam": "EigenGradCAM",
+    "layercam": "LayerCAM",
+    "ablationcam": "AblationCAM",
+    "scorecam": "ScoreCAM",
+    "eigencam": "EigenCAM",
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """2 shared cores: one thread avoids oversubscription; flush denormals (random-init
+    EfficientNets are ~20x slower on CPU without it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3).eval()
+    x = torch.randn(2, 3, 64, 96)  # layer4: 2x3, non-square to catch H/W mix-ups
+    return model, x, [2, 0]
+
+
+def library_cams(model, name, method, x, targets):
+    cls = getattr(pytorch_grad_cam, LIBRARY_CLASS[method])
+    with cls(model=model, target_layers=[target_layer(model, name)]) as cam:
+        return cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in targets])
+
+
+def test_registry_is_the_documented_mapping():
+    assert tuple(LIBRARY_CLASS) == METHODS
+    for method, cls_name in LIBRARY_CLASS.items():
+        assert CAM_METHODS[method].library_class is getattr(pytorch_grad_cam, cls_name)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_equals_the_library_call_on_resnet18(resnet18, method):
+    model, x, targets = resnet18
+    if method in ("scorecam", "ablationcam"):  # one forward per channel in the library
+        x, targets = x[:1], targets[:1]
+    got = compute_cams(model, "resnet18", method, x, targets, batch_size=1)
+    expected = library_cams(model, "resnet18", method, x, targets)
+    assert got.dtype == np.float32 and got.shape == (len(targets), 64, 96)
+    assert expected.shape == got.shape
+    for cam in got:  # not a vacuous comparison of flat maps
+        assert cam.min() == pytest.approx(0, abs=1e-6) and cam.max() > 0.99
+    tolerance = 1e-4 if method == "ablationcam" else 1e-5
+    assert np.abs(got - expected).max() <= tolerance
+
+
+def test_batch_size_does_not_change_maps(resnet18):
+    model, x, targets = resnet18
+    one = compute_cams(model, "resnet18", "gradcampp", x, targets, batch_size=1)
+    both = compute_cams(model, "resnet18", "gradcampp", x, targets, batch_size=16)
+    np.testing.assert_allclose(one, both, atol=1e-6)
+    assert not np.allclose(one[0], one[1], atol=1e-3)  # different images, different maps
+
+
+def test_fast_ablation_on_efficientnet_equals_library():
+    """EfficientNet's target is post-SiLU (negative minimum): the library then ablates with
+    min - k*1e7 instead of 0; the fast path must reproduce that branch too."""
+    torch.manual_seed(1)
+    model = build_model("efficientnet_b0", 3).eval()
+    x = torch.randn(1, 3, 33, 65)  # features[-1]: 2x3
+    seen = {}
+    handle = target_layer(model, "efficientnet_b0").register_forward_hook(
+        lambda m, i, o: seen.__setitem__("min", float(o.detach().min()))
+    )
+    got = compute_cams(model, "efficientnet_b0", "ablationcam", x, [1])
+    handle.remove()
+    assert seen["min"] < 0
+    expected = library_cams(model, "efficientnet_b0", "ablationcam", x, [1])
+    assert got.max() > 0.99
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_fast_ablation_is_used_and_library_is_the_fallback(monkeypatch):
+    torch.manual_seed(2)
+    model = build_model("resnet18", 2).eval()
+    x = torch.randn(1, 3, 32, 32)
+    calls = []
+    original = FastAblationCAM.get_cam_weights
+
+    def spy(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FastAblationCAM, "get_cam_weights", spy)
+    fast = compute_cams(model, "resnet18", "ablationcam", x, [1])
+    assert calls == [1]
+    no_tail = CamFamily(lambda m: m.layer4[-1], None, "test: no tail")
+    monkeypatch.setitem(models_module.CAM_FAMILIES, "resnet", no_tail)
+    slow = compute_cams(model, "resnet18", "ablationcam", x, [1])
+    assert calls == [1]  # library AblationCAM, not the fast path
+    np.testing.assert_allclose(fast, slow, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "densenet121", "vgg16", "efficientnet_b0"])
+def test_gradcam_on_default_architectures(name):
+    torch.manual_seed(3)
+    model = build_model(name, 3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    maps = compute_cams(model, name, "gradcam", x, [0, 1], batch_size=1)
+    assert maps.shape == (2, 64, 64) and maps.dtype == np.float32
+    assert maps.min() >= 0 and maps.max() <= 1
+    # not all zero (a random model's CAM can be all negative; random EfficientNet activations
+    # are ~1e-13, so the library's 1e-7 epsilon keeps its maxima below 1)
+    assert maps.max() > 0.5
+    np.testing.assert_allclose(maps, library_cams(model, name, "gradcam", x, [0, 1]), atol=1e-5)
+
+
+def test_densenet_maps_use_post_relu_activations(monkeypatch):
+    """Independent Grad-CAM: activations = relu(norm5), gradients of the logit through
+    DenseNet's own forward, ReLU, per-image min-max, resize.
+
+    The library keeps ``output.cpu().detach()``: on CPU an alias that DenseNet's in-place
+    ReLU rectifies afterwards, on CUDA a copy. Store a copy here too (as on CUDA), so this
+    test checks what a GPU run gives."""
+
+    def save_copy(self, module, input, output):
+        self.activations.append(output.detach().clone().cpu())
+
+    monkeypatch.setattr(ActivationsAndGradients, "save_activation", save_copy)
+    torch.manual_seed(5)
+    model = build_model("densenet121", 3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    targets = [1, 2]
+    got = compute_cams(model, "densenet121", "gradcam", x, targets)
+
+    norm5 = model.features[:-1](x)  # everything up to and including norm5
+    acts = F.relu(norm5)
+    acts.retain_grad()
+    logits = model.classifier(torch.flatten(F.adaptive_avg_pool2d(F.relu(acts), 1), 1))
+    logits[torch.arange(2), targets].sum().backward()
+    weights = acts.grad.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * acts).sum(1)).detach().numpy()
+    expected = scale_cam_image(scale_cam_image(cam, (64, 64)))
+    assert (got.reshape(2, -1).max(axis=1) > 0.99).all()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+    # the hazard that relu5 avoids: norm5 with copied activations keeps the negative parts
+    with GradCAM(model=model, target_layers=[model.features.norm5]) as cam_norm5:
+        at_norm5 = cam_norm5(x, [ClassifierOutputTarget(c) for c in targets])
+    assert np.abs(at_norm5 - got).max() > 0.05
+
+
+def test_works_under_no_grad_and_on_empty_input(resnet18):
+    model, x, targets = resnet18
+    with torch.no_grad():
+        maps = compute_cams(model, "resnet18", "gradcam", x, targets)
+    np.testing.assert_allclose(
+        maps, library_cams(model, "resnet18", "gradcam", x, targets), atol=1e-5
+    )
+    assert compute_cams(model, "resnet18", "gradcam", x[:0], []).shape == (0, 64, 96)
+
+
+def test_errors(resnet18):
+    model, x, targets = resnet18
+    with pytest.raises(ValueError, match="gradcam, gradcampp") as info:
+        compute_cams(model, "resnet18", "fullgrad", x, targets)
+    assert "ablationcam" in str(info.value)
+    with pytest.raises(ValueError, match="targets"):
+        compute_cams(model, "resnet18", "gradcam", x, targets[:1])
+    with pytest.raises(ValueError, match="targets"):  # not swallowed by BaseCAM.__exit__
+        compute_cams(model, "resnet18", "gradcam", x, [0, 7])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+def test_cuda_maps_equal_cpu_maps(monkeypatch, name):
+    """Same CAMs on CUDA as on CPU (TF32 off), incl. DenseNet (relu5: no aliasing effect),
+    and the fast AblationCAM equals the library's on CUDA."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    torch.manual_seed(5)
+    model = build_model(name, 3).eval()
+    x = torch.randn(2, 3, 64, 96)
+    targets = [1, 2]
+    on_cpu = compute_cams(model, name, "gradcam", x, targets)
+    model_gpu = build_model(name, 3).eval()
+    model_gpu.load_state_dict(model.state_dict())
+    model_gpu.cuda()
+    on_gpu = compute_cams(model_gpu, name, "gradcam", x.cuda(), targets)
+    assert on_gpu.max() > 0.99
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-4)
+    fast = compute_cams(model_gpu, name, "ablationcam", x.cuda(), targets)
+    expected = library_cams(model_gpu, name, "ablationcam", x.cuda(), targets)
+    assert np.abs(fast - expected).max() <= 1e-4

@@ -1,0 +1,175 @@
+"""xaimed.explain end to end on a tiny synthetic fold."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xaimed.cams import compute_cams
+from xaimed.explain import SCORE_COLUMNS, explain
+from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, build_model, normalize, save_checkpoint
+
+SIZE = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def fold(tmp_path_factory):
+    """8 images in the manifest, 6 of them (fold 1) in the predictions, 2 classes."""
+    root = tmp_path_factory.mktemp("fold")
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2).eval()
+    meta = {
+        "model": "resnet18",
+        "num_classes": 2,
+        "class_names": ["benign", "malignant"],
+        "image_size": SIZE,
+        "dataset": "toy",
+        "fold": 1,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "best_epoch": 0,
+    }
+    save_checkpoint(root / "model.pt", model, meta)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(8, 3, SIZE, SIZE), dtype=np.uint8)
+    np.save(root / "images.npy", images)
+    ids = [f"img{i:02d}" for i in (5, 3, 7, 0, 1, 6, 2, 4)]  # manifest order != id order
+    labels = [0, 1, 1, 0, 1, 0, 0, 1]
+    names = np.array(meta["class_names"])
+    pd.DataFrame(
+        {"image_id": ids, "label": labels, "label_name": names[labels], "split": "x"}
+    ).to_parquet(root / "manifest.parquet")
+    chosen = [6, 0, 2, 3, 7, 4]  # manifest rows in the held-out fold, shuffled
+    preds = [1, 0, 1, 1, 0, 0]
+    predictions = pd.DataFrame(
+        {
+            "image_id": [ids[r] for r in chosen],
+            "fold": 1,
+            "label": [labels[r] for r in chosen],
+            "label_name": [names[labels[r]] for r in chosen],
+            "pred": preds,
+            "pred_name": names[preds],
+            "prob_benign": 0.5,
+            "prob_malignant": 0.5,
+        }
+    )
+    predictions.to_parquet(root / "predictions.parquet")
+    return root, model, images, ids, predictions
+
+
+def _run(root, out, **kwargs):
+    return explain(
+        root / "model.pt",
+        root / "images.npy",
+        root / "manifest.parquet",
+        root / "predictions.parquet",
+        kwargs.pop("method", "gradcam"),
+        out / "scores.parquet",
+        out / "cams.npz",
+        batch_size=4,
+        device="cpu",
+        **kwargs,
+    )
+
+
+def test_explain_end_to_end(fold, tmp_path, caplog):
+    root, model, images, ids, predictions = fold
+    caplog.set_level(logging.INFO, logger="xaimed.explain")
+    returned = _run(root, tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["cams.npz", "scores.parquet"]  # no temp files
+
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert list(scores.columns) == SCORE_COLUMNS
+    pd.testing.assert_frame_equal(scores, returned)
+    expected_ids = sorted(predictions["image_id"])
+    assert list(scores["image_id"]) == expected_ids
+    byid = predictions.set_index("image_id").loc[expected_ids]
+    assert (scores["pred"].to_numpy() == byid["pred"].to_numpy()).all()
+    assert (scores["correct"] == (byid["label"].to_numpy() == byid["pred"].to_numpy())).all()
+    assert scores["correct"].dtype == bool and 0 < scores["correct"].sum() < 6
+    assert set(scores["dataset"]) == {"toy"} and set(scores["model"]) == {"resnet18"}
+    assert set(scores["fold"]) == {1} and set(scores["method"]) == {"gradcam"}
+    assert (scores["seconds"] > 0).all() and scores["road"].notna().all()
+    assert "images done 4/6" in caplog.text and "images done 6/6" in caplog.text
+
+    with np.load(tmp_path / "cams.npz") as saved:
+        assert saved["image_id"].dtype.kind == "U" and list(saved["image_id"]) == expected_ids
+        assert saved["cams"].dtype == np.float16 and saved["cams"].shape == (6, SIZE, SIZE)
+        np.testing.assert_array_equal(saved["target"], scores["pred"].to_numpy())
+        stored = saved["cams"].astype(np.float32)
+
+    # values: CAMs of the right images, and confidence increase by hand with softmax
+    rows = [ids.index(i) for i in expected_ids]
+    x = normalize(torch.from_numpy(images[rows]))
+    targets = scores["pred"].tolist()
+    direct = compute_cams(model, "resnet18", "gradcam", x, targets)
+    np.testing.assert_allclose(stored, direct, atol=1e-3)
+    with torch.no_grad():
+        before = torch.softmax(model(x).double(), 1)[torch.arange(6), targets]
+        after = torch.softmax(model(x * torch.from_numpy(direct)[:, None]).double(), 1)
+        after = after[torch.arange(6), targets]
+    np.testing.assert_allclose(scores["confidence_increase"], (after - before).numpy(), atol=1e-5)
+
+
+def test_explain_is_reproducible_and_max_images(fold, tmp_path):
+    root = fold[0]
+    first = _run(root, tmp_path / "a", method="ablationcam")
+    second = _run(root, tmp_path / "b", method="ablationcam")
+    pd.testing.assert_frame_equal(first.drop(columns="seconds"), second.drop(columns="seconds"))
+    with np.load(tmp_path / "a" / "cams.npz") as a, np.load(tmp_path / "b" / "cams.npz") as b:
+        np.testing.assert_array_equal(a["cams"], b["cams"])
+    part = _run(root, tmp_path / "c", method="ablationcam", max_images=3)
+    assert list(part["image_id"]) == list(first["image_id"][:3])
+    cols = ["image_id", "confidence_increase", "road"]  # per-image seeding: same values
+    pd.testing.assert_frame_equal(part[cols], first[cols].iloc[:3])
+
+
+def test_explain_refuses_mismatched_inputs(fold, tmp_path):
+    root = fold[0]
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        _run(root, tmp_path, method="guidedbackprop")
+    other = pd.read_parquet(root / "predictions.parquet").assign(fold=2)
+    other.to_parquet(tmp_path / "predictions.parquet")
+    for name in ("model.pt", "images.npy", "manifest.parquet"):
+        os.symlink(root / name, tmp_path / name)
+    with pytest.raises(ValueError, match="fold"):
+        _run(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_explain_on_cuda_matches_cpu(fold, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    root = fold[0]
+    args = (
+        root / "model.pt",
+        root / "images.npy",
+        root / "manifest.parquet",
+        root / "predictions.parquet",
+        "gradcam",
+    )
+    cpu = explain(*args, tmp_path / "c.parquet", tmp_path / "c.npz", device="cpu")
+    gpu = explain(*args, tmp_path / "g.parquet", tmp_path / "g.npz", device="cuda")
+    pd.testing.assert_frame_equal(
+        cpu.drop(columns=["confidence_increase", "road", "seconds"]),
+        gpu.drop(columns=["confidence_increase", "road", "seconds"]),
+    )
+    np.testing.assert_allclose(gpu["confidence_increase"], cpu["confidence_increase"], atol=1e-5)
+    np.testing.assert_allclose(gpu["road"], cpu["road"], atol=1e-3)
+    with np.load(tmp_path / "c.npz") as c, np.load(tmp_path / "g.npz") as g:
+        np.testing.assert_allclose(g["cams"].astype(np.float32), c["cams"], atol=2e-3)

@@ -1,0 +1,189 @@
+"""Real Snakemake runs of the real DAG on a tiny config in a temporary directory."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from pytorch_grad_cam import GradCAMPlusPlus
+from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
+from pytorch_grad_cam.utils.model_targets import (
+    ClassifierOutputSoftmaxTarget,
+    ClassifierOutputTarget,
+)
+from scipy import stats
+
+from tests.conftest import write_folder_dataset
+from xaimed.models import load_checkpoint, normalize
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.workflow
+
+TINY = {
+    "seed": 0,
+    "folds": 2,
+    "image_size": 48,
+    "datasets": {
+        "brain_mri": {"phantom": "brain_mri", "n_per_class": 6, "phantom_size": 64},
+        "lesions": {"format": "imagefolder", "path": "data/lesions"},
+    },
+    "models": ["resnet18", "efficientnet_b0"],
+    "training": {"epochs": 1, "batch_size": 8, "augment": {"hflip": True}},
+    "explain": {
+        "models": ["resnet18", "efficientnet_b0"],
+        "methods": ["gradcampp", "ablationcam"],
+        "batch_size": 4,
+    },
+    "threads": {"train": 1, "explain": 1},
+}
+
+
+def snakemake(workdir: Path, *args: str, config: str = "config.yaml") -> str:
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / config) if config else str(REPO / "config" / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-5000:]
+    return output
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[-1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("tiny")
+    write_folder_dataset(workdir / "data" / "lesions", {"benign": 6, "malignant": 8}, size=40)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
+    snakemake(workdir)
+    return workdir
+
+
+def test_every_contract_output_exists(tiny_run):
+    for table in ("classification", "ttest_models", "confidence_increase", "xai_timing"):
+        for suffix in (".csv", ".md"):
+            assert (tiny_run / "results" / "tables" / f"{table}{suffix}").stat().st_size > 0
+    for dataset in TINY["datasets"]:
+        assert (tiny_run / f"results/figures/cams_{dataset}.png").stat().st_size > 0
+        data = tiny_run / "results" / "data" / dataset
+        for name in ("manifest.parquet", "folds.parquet", "images.npy", "masks.npy"):
+            assert (data / name).exists()
+        for model in TINY["models"]:
+            for fold in range(TINY["folds"]):
+                train = tiny_run / f"results/train/{dataset}/{model}/fold{fold}"
+                for name in ("model.pt", "history.parquet", "predictions.parquet"):
+                    assert (train / name).exists()
+                for method in TINY["explain"]["methods"]:
+                    explain = tiny_run / f"results/explain/{dataset}/{model}/fold{fold}/{method}"
+                    assert (explain / "scores.parquet").exists() and (explain / "cams.npz").exists()
+    for log in (tiny_run / "logs" / "train").rglob("*.log"):
+        assert "epoch 1/1" in log.read_text()
+
+
+def test_predictions_cover_every_image_exactly_once(tiny_run):
+    for dataset in TINY["datasets"]:
+        manifest = pd.read_parquet(tiny_run / f"results/data/{dataset}/manifest.parquet")
+        folds = pd.read_parquet(tiny_run / f"results/data/{dataset}/folds.parquet")
+        for model in TINY["models"]:
+            predictions = pd.concat(
+                pd.read_parquet(
+                    tiny_run / f"results/train/{dataset}/{model}/fold{fold}/predictions.parquet"
+                )
+                for fold in range(TINY["folds"])
+            )
+            assert sorted(predictions["image_id"]) == sorted(manifest["image_id"])
+            held_out = folds.set_index("image_id")["fold"]
+            assert (predictions["fold"].to_numpy() == held_out[predictions["image_id"]]).all()
+
+
+def test_model_ttests_recompute_from_the_fold_metrics(tiny_run):
+    fold_metrics = pd.read_parquet(tiny_run / "results/stats/fold_metrics.parquet")
+    table = pd.read_csv(tiny_run / "results/tables/ttest_models.csv")
+    assert len(table) == len(TINY["datasets"]) * 2  # one model pair, two metrics
+    for row in table.itertuples():
+        pivot = fold_metrics[fold_metrics["dataset"] == row.dataset].pivot(
+            index="fold", columns="model", values=row.metric
+        )
+        diff = pivot[row.model_a] - pivot[row.model_b]
+        assert row.mean_diff == pytest.approx(diff.mean())
+        expected = stats.ttest_rel(pivot[row.model_a], pivot[row.model_b])
+        if np.isfinite(expected.pvalue):
+            assert row.p == pytest.approx(expected.pvalue)
+    classification = pd.read_csv(tiny_run / "results/tables/classification.csv")
+    mean = fold_metrics.groupby(["dataset", "model"])["accuracy"].mean()
+    for row in classification.itertuples():
+        assert row.accuracy_mean == pytest.approx(mean[(row.dataset, row.model)])
+
+
+def test_confidence_increase_recomputes_with_pytorch_grad_cam(tiny_run):
+    train = tiny_run / "results/train/brain_mri/resnet18/fold0"
+    explain = tiny_run / "results/explain/brain_mri/resnet18/fold0/gradcampp"
+    model, meta = load_checkpoint(train / "model.pt")
+    scores = pd.read_parquet(explain / "scores.parquet")
+    cams = np.load(explain / "cams.npz")
+    manifest = pd.read_parquet(tiny_run / "results/data/brain_mri/manifest.parquet")
+    images = np.load(tiny_run / "results/data/brain_mri/images.npy")
+    first = scores.iloc[0]
+    row = manifest.index[manifest["image_id"] == first["image_id"]][0]
+    x = normalize(torch.from_numpy(images[row : row + 1]))
+    with GradCAMPlusPlus(model=model, target_layers=[model.layer4[-1]]) as cam:
+        grayscale = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(first["pred"]))])
+    stored = cams["cams"][list(cams["image_id"]).index(first["image_id"])].astype(np.float32)
+    assert np.abs(stored - grayscale[0]).max() < 2e-3  # float16 storage
+    change = CamMultImageConfidenceChange()(
+        x, grayscale, [ClassifierOutputSoftmaxTarget(int(first["pred"]))], model
+    )
+    assert first["confidence_increase"] == pytest.approx(float(change[0]), abs=1e-5)
+    assert meta["dataset"] == "brain_mri" and meta["fold"] == 0
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    assert "Nothing to be done" in snakemake(tiny_run, "--dry-run")
+
+
+def test_a_deleted_scores_file_reruns_that_job_only(tiny_run):
+    target = "results/explain/lesions/efficientnet_b0/fold1/ablationcam/scores.parquet"
+    outputs = [p for p in (tiny_run / "results").rglob("*") if p.is_file()]
+    before = {p: p.stat().st_mtime_ns for p in outputs}
+    (tiny_run / target).unlink()
+    output = snakemake(tiny_run, target)
+    assert job_counts(output) == {"explain": 1, "total": 1}
+    changed = {
+        p.relative_to(tiny_run).as_posix() for p in outputs if p.stat().st_mtime_ns != before[p]
+    }
+    assert changed == {target, target.replace("scores.parquet", "cams.npz")}
+
+
+def test_default_config_dry_run_lists_the_study(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    n_data, n_models = len(config["datasets"]), len(config["models"])
+    n_folds, n_methods = config["folds"], len(config["explain"]["methods"])
+    n_explained = len(config["explain"]["models"])
+    counts = job_counts(snakemake(tmp_path, "--dry-run", config=""))
+    assert counts["train"] == n_data * n_models * n_folds
+    assert counts["explain"] == n_data * n_explained * n_folds * n_methods
+    for rule in ("phantom", "ingest", "folds", "preprocess", "cam_gallery"):
+        assert counts[rule] == n_data
+    for rule in ("fold_metrics", "compare_models", "compare_methods", "classification_table"):
+        assert counts[rule] == 1
