@@ -64,7 +64,8 @@ def test_road_is_seeded_and_equals_library(setup):
     first = road(model, x, cams, targets, percentiles=(20, 40, 60, 80), seed=0)
     assert torch.equal(rng_before, torch.get_rng_state())  # caller's RNG untouched
     again = road(model, x, cams, targets, percentiles=(20, 40, 60, 80), seed=0, batch_size=1)
-    np.testing.assert_array_equal(first, again)
+    # batched forwards may differ from single-image ones in the last float bits
+    np.testing.assert_allclose(first, again, rtol=0, atol=1e-6)
     other_seed = road(model, x, cams, targets, percentiles=(20, 40, 60, 80), seed=1)
     assert not np.array_equal(first, other_seed)  # the imputer's noise really is seeded
 
@@ -76,7 +77,7 @@ def test_road_is_seeded_and_equals_library(setup):
             expected.append(
                 metric(x[i : i + 1], cams[i : i + 1], [ClassifierOutputSoftmaxTarget(c)], model)[0]
             )
-    np.testing.assert_allclose(first, np.float32(expected), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(first, np.float32(expected), rtol=0, atol=1e-6)
     assert np.abs(first).max() > 1e-5
 
 
@@ -84,7 +85,7 @@ def test_road_on_a_subset_gives_the_same_values(setup):
     model, x, cams, targets = setup
     full = road(model, x, cams, targets, percentiles=(25, 75))
     part = road(model, x[2:], cams[2:], targets[2:], percentiles=(25, 75))
-    np.testing.assert_array_equal(full[2:], part)
+    np.testing.assert_allclose(full[2:], part, rtol=0, atol=1e-6)
 
 
 def test_shape_mismatch_is_an_error(setup):
@@ -93,3 +94,22 @@ def test_shape_mismatch_is_an_error(setup):
         confidence_increase(model, x, cams[:2], targets)
     with pytest.raises(ValueError, match="do not match"):
         road(model, x, cams, targets[:3])
+
+
+def test_linear_infill_solves_the_library_system_exactly():
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    from xaimed.scores import _linear_infill
+
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 12, 10), dtype=np.float32)
+    keep = np.float32(rng.random((12, 10)) > 0.4)
+    keep[0, :] = 0  # missing pixels on the border exercise the out-of-image neighbours
+    missing, values = _linear_infill(image, keep)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        expected = NoisyLinearImputer(noise=0.0)(torch.from_numpy(image), torch.from_numpy(keep))
+    got = torch.from_numpy(image).reshape(3, -1).clone()
+    got[:, missing] = torch.tensor(values, dtype=torch.float).t()
+    assert torch.equal(got.reshape(3, 12, 10), expected)
+    assert len(missing) == int((keep == 0).sum())

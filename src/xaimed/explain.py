@@ -75,8 +75,13 @@ def _select_rows(
     if predictions["image_id"].duplicated().any():
         raise ValueError("predictions list an image_id more than once")
     rows = predictions.sort_values("image_id", kind="stable").reset_index(drop=True)
-    if max_images is not None:
-        rows = rows.iloc[: int(max_images)].reset_index(drop=True)
+    if max_images is not None and len(rows) > max_images:
+        # Take the predicted classes in turn (image_id order within each), so a capped run
+        # still explains every class rather than the first class folder only.
+        turn = rows.groupby("pred", sort=False).cumcount()
+        chosen = rows.assign(turn=turn).sort_values(["turn", "pred"], kind="stable")
+        keep = chosen.index[: int(max_images)]
+        rows = rows.loc[sorted(keep)].reset_index(drop=True)
     position = pd.Series(np.arange(len(manifest)), index=manifest["image_id"].astype(str))
     if position.index.duplicated().any():
         raise ValueError("manifest lists an image_id more than once")
@@ -112,8 +117,9 @@ def explain(
     device: str = "auto",
     max_images: int | None = None,
 ) -> pd.DataFrame:
-    """CAMs (``method``) for the predicted class of every image in ``predictions`` (or the
-    first ``max_images`` by image_id) and their confidence increase and ROAD scores.
+    """CAMs (``method``) for the predicted class of every image in ``predictions`` (or at most
+    ``max_images``, taking the predicted classes in turn) and their confidence increase and
+    ROAD scores.
 
     Writes ``scores_path`` (parquet, :data:`SCORE_COLUMNS`; ``seconds`` = the batch's CAM time
     / batch size) and ``cams_path`` (npz: image_id str, cams float16 (N, S, S), target int),

@@ -44,7 +44,7 @@ MIN_IMAGE_SIZE = 32
 
 # --- Difficulty knobs (intensities on a 0-1 scale; sizes are radii as a fraction of width) ---
 # Brain MRI: brightening of each tumour over brain tissue (~0.42) and its mean radius.
-GLIOMA_CONTRAST = 0.26
+GLIOMA_CONTRAST = 0.34
 GLIOMA_RADIUS = (0.10, 0.17)
 MENINGIOMA_CONTRAST = 0.38
 MENINGIOMA_RADIUS = (0.10, 0.17)
@@ -54,8 +54,8 @@ PITUITARY_RADIUS = (0.06, 0.09)
 SKIN_LESION_RADIUS = (0.17, 0.26)
 HAIR_PROBABILITY = 0.35
 # Chest X-ray: brightening of the consolidation over the dark lung and its blob size (sigma).
-CONSOLIDATION_CONTRAST = 0.42
-CONSOLIDATION_BLOB_SIGMA = (0.07, 0.11)
+CONSOLIDATION_CONTRAST = 0.6
+CONSOLIDATION_BLOB_SIGMA = (0.09, 0.13)
 # Nuisance shared by all kinds: +- relative gain jitter and the range of the noise std.
 GAIN_JITTER = 0.12
 NOISE_STD = (0.012, 0.035)
