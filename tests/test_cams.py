@@ -28,18 +28,6 @@ LIBRARY_CLASS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """2 shared cores: one thread avoids oversubscription; flush denormals (random-init
-    EfficientNets are ~20x slower on CPU without it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def resnet18():
     torch.manual_seed(0)

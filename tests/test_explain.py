@@ -17,14 +17,6 @@ from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, build_model, normalize, s
 SIZE = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def fold(tmp_path_factory):
     """8 images in the manifest, 6 of them (fold 1) in the predictions, 2 classes."""

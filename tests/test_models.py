@@ -28,18 +28,6 @@ from xaimed.models import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """2 shared cores: one thread avoids oversubscription; flush denormals (random-init
-    EfficientNets are ~20x slower on CPU without it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt of torch hub to fetch something fails the test."""
@@ -321,3 +309,12 @@ def test_save_checkpoint_rejects_meta_that_would_not_load(tmp_path):
 
 def test_models_module_exports_registry():
     assert set(models.CAM_FAMILIES) >= {"resnet", "densenet", "vgg", "efficientnet"}
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "resnet18", "vgg11"])
+def test_random_heads_start_near_zero_whatever_the_class_count(name):
+    """torchvision sizes EfficientNet's head init by its outputs (1/sqrt(2) for 2 classes)."""
+    torch.manual_seed(0)
+    model = build_model(name, 2)
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert head.weight.abs().max() <= 1 / head.in_features**0.5 + 1e-7

@@ -13,14 +13,6 @@ from xaimed.models import build_model
 from xaimed.scores import confidence_increase, road
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)

@@ -10,7 +10,6 @@ from xaimed.tables import (
     classification_table,
     confidence_increase_table,
     read_parquets,
-    read_predictions,
     timing_table,
     write_table,
 )
@@ -159,17 +158,3 @@ def test_read_parquets(tmp_path):
     got = read_parquets([tmp_path / "a.parquet", str(tmp_path / "b.parquet")])
     assert got["x"].tolist() == [1, 2, 3] and got.index.tolist() == [0, 1, 2]
     assert read_parquets([]).empty
-
-
-def test_read_predictions_adds_dataset_and_model_from_path(tmp_path):
-    paths = []
-    for dataset, model, fold in [("busi", "resnet18", 0), ("busi", "densenet121", 1)]:
-        path = tmp_path / "train" / dataset / model / f"fold{fold}" / "predictions.parquet"
-        path.parent.mkdir(parents=True)
-        pd.DataFrame({"image_id": [f"i{fold}"], "fold": [fold], "label": [0]}).to_parquet(path)
-        paths.append(str(path))
-    got = read_predictions(paths)
-    assert list(got.columns) == ["dataset", "model", "image_id", "fold", "label"]
-    assert got["model"].tolist() == ["resnet18", "densenet121"]
-    assert got["dataset"].tolist() == ["busi", "busi"]
-    assert read_predictions([]).empty

@@ -22,12 +22,14 @@ def store(folder_dataset, tmp_path):
 def _train(store, out, **overrides):
     settings = TrainSettings(
         model="resnet18",
-        epochs=2,
-        batch_size=6,
-        lr=1e-3,
-        augment={"hflip": True, "shift": 0.1},
-        device="cpu",
-        **overrides,
+        **{
+            "epochs": 2,
+            "batch_size": 6,
+            "lr": 1e-3,
+            "augment": {"hflip": True, "shift": 0.1},
+            "device": "cpu",
+            **overrides,
+        },
     )
     history = train_fold(
         images_path=store / "images.npy",
@@ -105,3 +107,14 @@ def test_augment_flips_exactly_when_asked():
         assert torch.allclose(f[0], batch[0], atol=1e-4) or torch.allclose(
             f[0], batch[0].flip(-1), atol=1e-4
         )
+
+
+def test_training_stops_once_validation_f1_stalls_for_patience_epochs(store, tmp_path):
+    history, _ = _train(store, tmp_path / "p", patience=1, epochs=8)
+    f1 = history["val_f1_macro"].tolist()
+    last_gain = max(i for i in range(len(f1)) if i == 0 or f1[i] > max(f1[:i])) + 1
+    if len(history) < 8:
+        assert len(history) - last_gain == 1  # stopped right after one epoch without a gain
+    else:
+        assert last_gain >= 7  # never stalled
+    assert history["best"].sum() == 1

@@ -128,6 +128,19 @@ def _replace_head(model: nn.Module, name: str, num_classes: int) -> None:
     setattr(parent, child, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
 
 
+def _reset_linear_head(model: nn.Module) -> None:
+    """Give a randomly initialised model's last nn.Linear PyTorch's fan-in initialisation.
+
+    torchvision scales some heads by the number of OUTPUTS (EfficientNet: uniform within
+    1/sqrt(num_classes)), sized for 1000 classes: with 2-4 classes the first logits are in the
+    tens and training from scratch starts with a loss far above chance and often never
+    recovers. The fan-in default keeps the first logits near zero for every architecture.
+    """
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if linears:
+        linears[-1].reset_parameters()
+
+
 def build_model(name: str, num_classes: int, weights: str = "none") -> nn.Module:
     """Any torchvision classifier by name, with a ``num_classes`` head.
 
@@ -147,6 +160,7 @@ def build_model(name: str, num_classes: int, weights: str = "none") -> nn.Module
     num_classes = int(num_classes)
     if weights in (None, "none"):
         model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        _reset_linear_head(model)
         return _prepare(model, name)
     if weights == "imagenet":
         path = imagenet_weights_path(name)

@@ -44,12 +44,12 @@ MIN_IMAGE_SIZE = 32
 
 # --- Difficulty knobs (intensities on a 0-1 scale; sizes are radii as a fraction of width) ---
 # Brain MRI: brightening of each tumour over brain tissue (~0.42) and its mean radius.
-GLIOMA_CONTRAST = 0.34
+GLIOMA_CONTRAST = 0.40
 GLIOMA_RADIUS = (0.10, 0.17)
-MENINGIOMA_CONTRAST = 0.38
-MENINGIOMA_RADIUS = (0.10, 0.17)
-PITUITARY_CONTRAST = 0.36
-PITUITARY_RADIUS = (0.06, 0.09)
+MENINGIOMA_CONTRAST = 0.45
+MENINGIOMA_RADIUS = (0.12, 0.18)
+PITUITARY_CONTRAST = 0.45
+PITUITARY_RADIUS = (0.07, 0.10)
 # Skin: mean lesion radius; the chance of hair strands (a class-independent nuisance).
 SKIN_LESION_RADIUS = (0.17, 0.26)
 HAIR_PROBABILITY = 0.35

@@ -111,14 +111,3 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def read_parquets(paths: Iterable[str | PathLike]) -> pd.DataFrame:
     """Concatenate parquet files in the order given; an empty DataFrame for no paths."""
     return _concat([pd.read_parquet(p) for p in paths])
-
-
-def read_predictions(paths: Iterable[str | PathLike]) -> pd.DataFrame:
-    """Concatenate `.../{dataset}/{model}/fold{k}/predictions.parquet` files, adding the
-    `dataset` and `model` columns from each path (the files themselves do not store them)."""
-    frames = []
-    for p in paths:
-        dataset, model = Path(p).parts[-4:-2]
-        frames.append(pd.read_parquet(p).assign(dataset=dataset, model=model))
-    df = _concat(frames)
-    return df[["dataset", "model", *df.columns.drop(["dataset", "model"])]] if frames else df

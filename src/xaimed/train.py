@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
+from torch import nn
 
 from xaimed import models
 from xaimed.datasets import class_names
@@ -46,6 +47,7 @@ class TrainSettings:
     scheduler: str = "cosine"
     label_smoothing: float = 0.0
     val_fraction: float = 0.15
+    patience: int = 0
     augment: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
@@ -192,20 +194,19 @@ class Trainer:
     def recalibrate_batchnorm(self, images: torch.Tensor) -> None:
         """Recompute batch-norm statistics over the training images, un-augmented.
 
-        With few steps the running averages lag far behind the weights (EfficientNet-B0 from
-        scratch then predicts one class in eval mode); exact averages ("precise BN") fix that.
-        Only batch-norm layers run in train mode, so dropout and stochastic depth stay off.
+        With a few steps per epoch the running averages lag far behind the weights, and a
+        from-scratch model then scores at chance in eval mode however well it trains (the
+        validation loss was 10x the training loss); exact averages ("precise BN") fix that.
+        Only the batch-norm layers run in train mode, so dropout and stochastic depth stay off.
         """
-        norms = [
-            m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-        ]
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not norms:
             return
         self.model.eval()
         momenta = [norm.momentum for norm in norms]
         for norm in norms:
             norm.reset_running_stats()
-            norm.momentum = None  # cumulative average over the pass
+            norm.momentum = None  # a cumulative average over this pass
             norm.train()
         step = self.settings.batch_size * 2
         for start in range(0, len(images), step):
@@ -350,6 +351,8 @@ def train_fold(
             "seconds": seconds,
         }
         history.append(record)
+        if best is None or metrics["val_f1_macro"] > best["val_f1_macro"]:
+            last_gain = epoch
         if _is_better(metrics, best):
             best, best_epoch = metrics, epoch
             best_state = copy.deepcopy(trainer.model.state_dict())
@@ -367,6 +370,12 @@ def train_fold(
             seconds,
             eta,
         )
+        if settings.patience and epoch - last_gain >= settings.patience:
+            log.info(
+                "stopping early: validation macro-F1 has not risen for %d epochs",
+                settings.patience,
+            )
+            break
 
     trainer.model.load_state_dict(best_state)
     probs = trainer.predict(tensor(held_out))
