@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-from pytorch_grad_cam import (
+# ScoreCAM's and AblationCAM's tqdm bars would fill the rule's log (the explain stage logs its
+# own progress); tqdm reads this once, when pytorch-grad-cam imports it below.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from pytorch_grad_cam import (  # noqa: E402
     AblationCAM,
     EigenCAM,
     EigenGradCAM,
@@ -20,11 +25,11 @@ from pytorch_grad_cam import (
     ScoreCAM,
     XGradCAM,
 )
-from pytorch_grad_cam.base_cam import BaseCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from torch import nn
+from pytorch_grad_cam.base_cam import BaseCAM  # noqa: E402
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+from torch import nn  # noqa: E402
 
-from xaimed.models import model_tail, target_layer
+from xaimed.models import model_tail, target_layer  # noqa: E402
 
 __all__ = ["CAM_METHODS", "METHODS", "CamMethod", "FastAblationCAM", "compute_cams"]
 

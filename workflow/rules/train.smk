@@ -12,6 +12,8 @@ rule train:
     conda:
         "../../envs/xaimed.yaml"
     threads: config["threads"]["train"]
+    # Trainings first: the longest jobs should not be the last ones left running.
+    priority: 10
     resources:
         gpu=1,
         mem_mb=8000,
