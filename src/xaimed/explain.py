@@ -76,10 +76,14 @@ def _select_rows(
         raise ValueError("predictions list an image_id more than once")
     rows = predictions.sort_values("image_id", kind="stable").reset_index(drop=True)
     if max_images is not None and len(rows) > max_images:
-        # Take the predicted classes in turn (image_id order within each), so a capped run
-        # still explains every class rather than the first class folder only.
+        # Take the predicted classes in turn, so a capped run explains every class; within a
+        # class go by a hash of the image_id, not the id itself: ids start with the true class
+        # folder, so id order would pick the misclassified images of the first folders first.
+        key = pd.util.hash_pandas_object(rows["image_id"], index=False).to_numpy()
+        rows = rows.assign(key=key).sort_values(["pred", "key"], kind="stable")
         turn = rows.groupby("pred", sort=False).cumcount()
         chosen = rows.assign(turn=turn).sort_values(["turn", "pred"], kind="stable")
+        rows = rows.drop(columns="key")
         keep = chosen.index[: int(max_images)]
         rows = rows.loc[sorted(keep)].reset_index(drop=True)
     position = pd.Series(np.arange(len(manifest)), index=manifest["image_id"].astype(str))
@@ -118,7 +122,7 @@ def explain(
     max_images: int | None = None,
 ) -> pd.DataFrame:
     """CAMs (``method``) for the predicted class of every image in ``predictions`` (or at most
-    ``max_images``, taking the predicted classes in turn) and their confidence increase and
+    ``max_images``, the predicted classes taken in turn) and their confidence increase and
     ROAD scores.
 
     Writes ``scores_path`` (parquet, :data:`SCORE_COLUMNS`; ``seconds`` = the batch's CAM time
