@@ -9,11 +9,11 @@ rule train:
         "logs/train/{dataset}/{model}/fold{fold}.log",
     benchmark:
         "benchmarks/train/{dataset}/{model}/fold{fold}.tsv"
+    # Trainings first: the longest jobs should not be the last ones left running.
+    priority: 10
     conda:
         "../../envs/xaimed.yaml"
     threads: config["threads"]["train"]
-    # Trainings first: the longest jobs should not be the last ones left running.
-    priority: 10
     resources:
         gpu=1,
         mem_mb=8000,
