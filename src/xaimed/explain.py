@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 
 from xaimed.cams import METHODS, compute_cams
 from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, normalize
-from xaimed.runtime import seed_everything, select_device
+from xaimed.runtime import atomic_write, seed_everything, select_device
 from xaimed.scores import confidence_increase, road
 
 __all__ = ["SCORE_COLUMNS", "explain"]
@@ -38,19 +37,6 @@ SCORE_COLUMNS = [
     "seconds",
 ]
 _PREDICTION_COLUMNS = ["image_id", "label", "label_name", "pred", "pred_name"]
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` into a temp file next to ``path``, then os.replace it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -216,8 +202,8 @@ def explain(
         },
         columns=SCORE_COLUMNS,
     )
-    _atomic_write(scores_path, lambda tmp: scores.to_parquet(tmp, index=False))
-    _atomic_write(
+    atomic_write(scores_path, lambda tmp: scores.to_parquet(tmp, index=False))
+    atomic_write(
         cams_path,
         lambda tmp: _write_npz(
             tmp,

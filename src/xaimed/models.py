@@ -8,7 +8,6 @@ Add a new architecture family there, nowhere else.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+
+from xaimed.runtime import atomic_write
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -424,18 +425,14 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> No
     if missing:
         raise ValueError(f"checkpoint meta lacks {missing}; load_checkpoint needs them")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:  # open(), not mkstemp: the file gets the umask's mode
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
             torch.save({"state_dict": state, "meta": meta}, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(

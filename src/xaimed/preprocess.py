@@ -8,12 +8,13 @@ are memory-mappable, so a job reads only the rows it needs.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
+
+from xaimed.runtime import atomic_write
 
 log = logging.getLogger("xaimed.preprocess")
 
@@ -46,13 +47,9 @@ def load_mask(path: str | Path | None, size: int) -> np.ndarray:
     return (np.asarray(mask) >= 128).astype(np.uint8)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    # Write beside the target, then rename: a killed job never leaves a half-written store.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # a file: given a path, np.save would append ".npy"
         np.save(handle, array)
-    os.replace(partial, path)
 
 
 def preprocess(
@@ -70,5 +67,5 @@ def preprocess(
         masks[row] = load_mask(mask_path, image_size)
         if (row + 1) % step == 0 or row + 1 == n:
             log.info("images done %d/%d", row + 1, n)
-    _save_npy(Path(images_path), images)
-    _save_npy(Path(masks_path), masks)
+    for path, array in ((images_path, images), (masks_path, masks)):
+        atomic_write(path, lambda tmp, array=array: _write_npy(tmp, array))

@@ -6,6 +6,8 @@ import logging
 import os
 import random
 import sys
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +69,17 @@ def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO)
 
     sys.excepthook = log_uncaught
     return logging.getLogger("xaimed")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` into a temp file beside ``path``, then rename it into place: a killed job
+    never leaves a half-written output that looks complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

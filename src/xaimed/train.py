@@ -25,7 +25,7 @@ from torch import nn
 
 from xaimed import models
 from xaimed.datasets import class_names
-from xaimed.runtime import seed_everything, select_device
+from xaimed.runtime import atomic_write, seed_everything, select_device
 
 log = logging.getLogger("xaimed.train")
 
@@ -408,9 +408,7 @@ def train_fold(
         "weights": settings.weights,
         "seed": int(settings.seed),
     }
-    for path in (model_path, history_path, predictions_path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
     models.save_checkpoint(model_path, trainer.model, meta)
-    history_table.to_parquet(history_path, index=False)
-    predictions.to_parquet(predictions_path, index=False)
+    atomic_write(history_path, lambda tmp: history_table.to_parquet(tmp, index=False))
+    atomic_write(predictions_path, lambda tmp: predictions.to_parquet(tmp, index=False))
     return history_table
