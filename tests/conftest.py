@@ -1,13 +1,20 @@
-"""Shared fixtures: tiny image-folder datasets written into a temporary directory."""
+"""Shared fixtures: tiny image-folder datasets, and one real Snakemake run of a tiny config that
+every workflow-level test reads (one run per test session: it takes about two minutes)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -45,3 +52,57 @@ def write_folder_dataset(
 @pytest.fixture
 def folder_dataset(tmp_path: Path) -> Path:
     return write_folder_dataset(tmp_path / "data", {"healthy": 9, "lesion": 12})
+
+
+TINY = {
+    "seed": 0,
+    "folds": 2,
+    "image_size": 48,
+    "datasets": {
+        "brain_mri": {"phantom": "brain_mri", "n_per_class": 6, "phantom_size": 64},
+        "lesions": {"format": "imagefolder", "path": "data/lesions"},
+    },
+    "models": ["resnet18", "efficientnet_b0"],
+    "training": {"epochs": 1, "batch_size": 8, "augment": {"hflip": True}},
+    "explain": {
+        "models": ["resnet18", "efficientnet_b0"],
+        "methods": ["gradcampp", "ablationcam"],
+        "batch_size": 4,
+    },
+    "threads": {"train": 1, "explain": 1},
+}
+
+
+def snakemake(workdir: Path, *args: str, config: str = "config.yaml") -> str:
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / config) if config else str(REPO / "config" / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-5000:]
+    return output
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[-1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("tiny")
+    write_folder_dataset(workdir / "data" / "lesions", {"benign": 6, "malignant": 8}, size=40)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
+    snakemake(workdir)
+    return workdir
