@@ -117,3 +117,23 @@ def test_training_stops_once_validation_loss_stalls_for_patience_epochs(store, t
         assert len(history) - best == 1  # stopped right after one epoch without a gain
     else:
         assert best >= 7  # never stalled
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_with_amp_writes_a_cpu_loadable_model(store, tmp_path):
+    """The CUDA path (bf16 autocast, channels_last, images staged on the GPU) trains, and its
+    model loads on the CPU and gives the held-out probabilities it reported (within bf16)."""
+    history, predictions = _train(store, tmp_path / "g", device="cuda", epochs=3)
+    assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
+    model, meta = load_checkpoint(tmp_path / "g" / "model.pt")
+    images = np.load(store / "images.npy")
+    manifest = pd.read_parquet(store / "manifest.parquet")
+    rows = manifest.index[manifest["image_id"].isin(predictions["image_id"])]
+    with torch.no_grad():
+        probs = torch.softmax(model.eval()(normalize(torch.from_numpy(images[rows]))), 1)
+    expected = predictions.set_index("image_id").loc[manifest["image_id"].iloc[rows]]
+    np.testing.assert_allclose(
+        probs.numpy(), expected[["prob_healthy", "prob_lesion"]].to_numpy(), atol=0.05
+    )
+    assert meta["fold"] == 1

@@ -163,32 +163,49 @@ class Trainer:
         enabled = self.cuda and self.settings.amp
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
+    def stage(self, images: torch.Tensor) -> torch.Tensor:
+        """Images to draw batches from: on the GPU when they fit in a quarter of its free
+        memory (batches are then gathered there, with no copy from the host per step),
+        else in pinned host memory for asynchronous copies; as they are on the CPU."""
+        if not self.cuda:
+            return images
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if images.numel() * images.element_size() < free // 4:
+            return images.to(self.device)
+        return images.pin_memory()
+
     def train_epoch(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
         self.model.train()
         order = torch.randperm(len(labels), generator=self.generator)
+        labels = labels.to(self.device)
         batch_size = self.settings.batch_size
-        total_loss, correct, seen = 0.0, 0, 0
+        # Sums stay on the device: reading them back every step would stall a GPU each step.
+        total_loss = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen = 0
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             if len(rows) < 2:  # batch norm cannot train on a single image
                 continue
+            rows = rows.to(images.device)
             x = augment(self._inputs(images[rows]), self.generator, self.settings.augment)
-            y = labels[rows].to(self.device)
+            y = labels[rows.to(self.device)]
             with self._autocast():
                 logits = self.model(x)
                 loss = F.cross_entropy(
                     logits.float(), y, label_smoothing=self.settings.label_smoothing
                 )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at batch starting {start}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
-            total_loss += loss.item() * len(rows)
-            correct += (logits.argmax(1) == y).sum().item()
+            total_loss += loss.detach() * len(rows)
+            correct += (logits.argmax(1) == y).sum()
             seen += len(rows)
-        return total_loss / max(seen, 1), correct / max(seen, 1)
+        mean_loss = total_loss.item() / max(seen, 1)
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"the training loss is {mean_loss}")
+        return mean_loss, correct.item() / max(seen, 1)
 
     @torch.no_grad()
     def recalibrate_batchnorm(self, images: torch.Tensor) -> None:
@@ -317,10 +334,11 @@ def train_fold(
     def tensor(rows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(store[rows]))
 
-    train_images, train_labels = tensor(train_rows), torch.from_numpy(labels[train_rows])
-    val_images = tensor(val_rows)
     steps = settings.epochs * math.ceil(len(train_rows) / settings.batch_size)
     trainer = Trainer(settings, len(names), steps)
+    train_images = trainer.stage(tensor(train_rows))
+    train_labels = torch.from_numpy(labels[train_rows])
+    val_images = trainer.stage(tensor(val_rows))
     log.info(
         "%s/%s fold %d: %d training, %d validation, %d held-out images on %s",
         dataset,
