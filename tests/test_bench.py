@@ -1,0 +1,36 @@
+"""The benchmark scripts run on the CPU at small sizes, so they cannot rot between the runs
+that produce BENCHMARKS.md (and their built-in checks, e.g. maps equal to the library's, hold)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_pipeline_bench_reports_both_throughputs():
+    result = load("train_throughput").main(
+        ["--model", "resnet18", "--size", "32", "--images", "16", "--batch-size", "8"]
+    )
+    assert result["pure_img_per_s"] > 0 and result["pipeline_img_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["pipeline_img_per_s"] / result["pure_img_per_s"])
+
+
+def test_cam_stage_bench_compares_maps_with_the_library():
+    rows = load("cam_stage").main(
+        ["--model", "resnet18", "--size", "32", "--images", "2", "--methods", "gradcam",
+         "ablationcam"]
+    )  # fmt: skip
+    assert set(rows) == {"gradcam", "ablationcam", "all"}
+    assert rows["all"]["max_abs_map_diff"] <= 1e-4
+    assert rows["ablationcam"]["speedup"] > 1  # the exact tail-only computation
