@@ -2,7 +2,8 @@
 per-fold metrics, the critical-difference diagram, confidence increase and CAM timing.
 
 Like xaimed.figures: matplotlib's object API (Figure, no pyplot), rendered with Agg; every
-function takes tables, writes one PNG and returns nothing.
+function takes tables and writes one PNG; those that compute something on the way (counts,
+AUCs, intervals, groups of a CD diagram) return it, so the drawn numbers can be checked.
 """
 
 from __future__ import annotations
@@ -80,15 +81,21 @@ def data_examples(
 # --- Training --------------------------------------------------------------------------
 
 
-def confusion_matrices(predictions: pd.DataFrame, out_png: Pathish, title: str) -> None:
+def confusion_matrices(
+    predictions: pd.DataFrame, out_png: Pathish, title: str
+) -> dict[str, np.ndarray]:
     """One panel per model: held-out predictions of all folds (each image once), rows = true
-    class, columns = predicted class; colour = share of the true class, text = count."""
+    class, columns = predicted class; colour = share of the true class, text = count.
+    Returns model -> count matrix."""
     models = sorted(predictions["model"].unique())
     classes = _classes(predictions)
     fig, axes = _panels(len(models), title)
+    drawn = {}
     for ax, model in zip(axes, models, strict=True):
         p = predictions[predictions["model"] == model]
-        counts = skm.confusion_matrix(p["label"], p["pred"], labels=range(len(classes)))
+        counts = drawn[model] = skm.confusion_matrix(
+            p["label"], p["pred"], labels=range(len(classes))
+        )
         share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (i, j), c in np.ndenumerate(counts):
@@ -107,15 +114,18 @@ def confusion_matrices(predictions: pd.DataFrame, out_png: Pathish, title: str) 
         ax.set_ylabel("true")
         ax.set_title(model, fontsize=10)
     _save(fig, out_png)
+    return drawn
 
 
-def roc_curves(predictions: pd.DataFrame, out_png: Pathish, title: str) -> None:
+def roc_curves(predictions: pd.DataFrame, out_png: Pathish, title: str) -> pd.DataFrame:
     """One panel per model: one-vs-rest ROC curve of every class (binary: of the second
-    class) from the held-out probabilities of all folds, with its AUC in the legend."""
+    class) from the held-out probabilities of all folds, with its AUC in the legend.
+    Returns one row per curve: model, class, auc."""
     models = sorted(predictions["model"].unique())
     classes = _classes(predictions)
     shown = classes[1:] if len(classes) == 2 else classes
     fig, axes = _panels(len(models), title)
+    drawn = []
     for ax, model in zip(axes, models, strict=True):
         p = predictions[predictions["model"] == model]
         for name in shown:
@@ -124,7 +134,8 @@ def roc_curves(predictions: pd.DataFrame, out_png: Pathish, title: str) -> None:
             if positive.all() or not positive.any():
                 continue  # ROC undefined without both classes
             fpr, tpr, _ = skm.roc_curve(positive, score)
-            ax.plot(fpr, tpr, label=f"{name} (AUC {skm.auc(fpr, tpr):.2f})")
+            drawn.append({"model": model, "class": name, "auc": skm.auc(fpr, tpr)})
+            ax.plot(fpr, tpr, label=f"{name} (AUC {drawn[-1]['auc']:.2f})")
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)
@@ -133,6 +144,7 @@ def roc_curves(predictions: pd.DataFrame, out_png: Pathish, title: str) -> None:
         ax.set_title(model, fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
     _save(fig, out_png)
+    return pd.DataFrame(drawn, columns=["model", "class", "auc"])
 
 
 def fold_metric_boxes(
@@ -171,10 +183,10 @@ def _cliques(names: Sequence[str], ranks: Sequence[float], cd: float) -> list[tu
     return runs
 
 
-def cd_axes(ax: Axes, mean_ranks: Mapping[str, float], cd: float, title: str) -> None:
+def cd_axes(ax: Axes, mean_ranks: Mapping[str, float], cd: float, title: str) -> list[list[str]]:
     """Critical-difference diagram (Demsar 2006, Fig. 1) on `ax`: the mean-rank axis with
     rank 1 (best) on the left, each model hung from its rank, a bar of length CD, and thick
-    bars joining groups of models whose ranks differ by less than CD."""
+    bars joining groups of models whose ranks differ by less than CD. Returns those groups."""
     items = sorted(mean_ranks.items(), key=lambda kv: (kv[1], kv[0]))
     names, ranks = [n for n, _ in items], [float(r) for _, r in items]
     k = len(names)
@@ -200,26 +212,34 @@ def cd_axes(ax: Axes, mean_ranks: Mapping[str, float], cd: float, title: str) ->
         ax.plot([rank, rank, edge], [0, level, level], color="black", linewidth=0.8)
         label = f"{name} ({rank:.2f})"
         ax.text(edge, level, label, ha="right" if left else "left", va="center", fontsize=8)
-    for n, (a, b) in enumerate(_cliques(names, ranks, cd) if np.isfinite(cd) else []):
+    cliques = _cliques(names, ranks, cd) if np.isfinite(cd) else []
+    for n, (a, b) in enumerate(cliques):
         y = 0.25 + 0.15 * n
         ax.plot([ranks[a] - 0.03, ranks[b] + 0.03], [y, y], color="tab:red", linewidth=3)
+    return [names[a : b + 1] for a, b in cliques]
 
 
-def cd_diagrams(ranks: pd.DataFrame, friedman: pd.DataFrame, out_png: Pathish, title: str) -> None:
+def cd_diagrams(
+    ranks: pd.DataFrame, friedman: pd.DataFrame, out_png: Pathish, title: str
+) -> dict[str, list[list[str]]]:
     """One CD diagram per metric of one dataset, stacked: `ranks` has metric, model,
-    mean_rank; `friedman` has metric, cd, p (the Friedman p shown in the panel title)."""
+    mean_rank; `friedman` has metric, cd, p (the Friedman p shown in the panel title).
+    Returns metric -> the groups of models joined by a bar."""
     metrics = list(dict.fromkeys(ranks["metric"]))
     k = ranks["model"].nunique()
     height = 1.2 + 0.35 * k
     fig = Figure(figsize=(7, height * len(metrics) + 0.4), dpi=DPI)
     axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
     fig.suptitle(title)
+    groups = {}
     for ax, metric in zip(axes, metrics, strict=True):
         r = ranks[ranks["metric"] == metric]
         f = friedman[friedman["metric"] == metric].iloc[0]
         panel = f"{metric}: Friedman p = {f['p']:.3g}, {int(f['n_folds'])} folds"
-        cd_axes(ax, dict(zip(r["model"], r["mean_rank"], strict=True)), float(f["cd"]), panel)
+        mean_ranks = dict(zip(r["model"], r["mean_rank"], strict=True))
+        groups[metric] = cd_axes(ax, mean_ranks, float(f["cd"]), panel)
     _save(fig, out_png)
+    return groups
 
 
 # --- Explanations ----------------------------------------------------------------------
@@ -231,33 +251,39 @@ def _mean_and_ci(values: pd.Series, alpha: float) -> tuple[float, float, float]:
     return (float(v.mean()) if len(v) else np.nan), low, high
 
 
+def _errors(stats: Sequence[tuple[float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Means and the (2, n) error-bar lengths below and above them (0 where undefined)."""
+    mean = np.array([m for m, _, _ in stats])
+    err = np.array([[m - lo, hi - m] for m, lo, hi in stats]).reshape(-1, 2).T
+    return mean, np.nan_to_num(err)
+
+
 def confidence_increase_plot(
     scores: pd.DataFrame, out_png: Pathish, title: str, alpha: float = 0.05
-) -> None:
+) -> pd.DataFrame:
     """One panel per explained model: mean confidence increase per predicted class (x) and
-    method (colour), with (1 - alpha) t-intervals over the images."""
+    method (colour), with (1 - alpha) t-intervals over the images. Returns one row per
+    point: model, method, class, n, mean, ci_low, ci_high."""
     models = sorted(scores["model"].unique())
     methods = sorted(scores["method"].unique())
-    fig, axes = _panels(len(models), title, height=PANEL_INCHES)
+    fig, axes = _panels(len(models), title)
     width = 0.8 / max(len(methods), 1)
+    drawn = []
     for ax, model in zip(axes, models, strict=True):
-        s = scores[scores["model"] == model]
-        classes = sorted(s["pred_name"].astype(str).unique())
+        s = scores[scores["model"] == model].assign(_class=lambda d: d["pred_name"].astype(str))
+        classes = sorted(s["_class"].unique())
         for j, method in enumerate(methods):
-            stats = [
-                _mean_and_ci(
-                    s.loc[
-                        (s["method"] == method) & (s["pred_name"].astype(str) == c),
-                        "confidence_increase",
-                    ],
-                    alpha,
+            points = []
+            for c in classes:
+                values = s.loc[(s["method"] == method) & (s["_class"] == c), "confidence_increase"]
+                points.append(_mean_and_ci(values, alpha))
+                drawn.append(
+                    {"model": model, "method": method, "class": c, "n": int(values.notna().sum())}
+                    | dict(zip(["mean", "ci_low", "ci_high"], points[-1], strict=True))
                 )
-                for c in classes
-            ]
-            mean = np.array([m for m, _, _ in stats])
-            err = np.array([[m - lo, hi - m] for m, lo, hi in stats]).T
+            mean, err = _errors(points)
             x = np.arange(len(classes)) - 0.4 + width * (j + 0.5)
-            ax.errorbar(x, mean, yerr=np.nan_to_num(err), fmt="o", capsize=3, label=method)
+            ax.errorbar(x, mean, yerr=err, fmt="o", capsize=3, label=method)
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
         ax.set_xlabel("predicted class")
@@ -265,21 +291,31 @@ def confidence_increase_plot(
         ax.set_title(model, fontsize=10)
         ax.legend(fontsize=7)
     _save(fig, out_png)
+    return pd.DataFrame(drawn)
 
 
-def timing_plot(scores: pd.DataFrame, out_png: Pathish, title: str, alpha: float = 0.05) -> None:
+def timing_plot(
+    scores: pd.DataFrame, out_png: Pathish, title: str, alpha: float = 0.05
+) -> pd.DataFrame:
     """One panel per dataset and explained model: mean seconds per image of each method with
-    (1 - alpha) t-intervals over the images."""
+    (1 - alpha) t-intervals over the images. Returns one row per bar: dataset, model,
+    method, mean, ci_low, ci_high."""
     keys = sorted(scores[["dataset", "model"]].drop_duplicates().itertuples(index=False, name=None))
     fig, axes = _panels(len(keys), title, ncols=3)
+    drawn = []
     for ax, (dataset, model) in zip(axes, keys, strict=True):
         s = scores[(scores["dataset"] == dataset) & (scores["model"] == model)]
         methods = sorted(s["method"].unique())
-        stats = [_mean_and_ci(s.loc[s["method"] == m, "seconds"], alpha) for m in methods]
-        mean = np.array([m for m, _, _ in stats])
-        err = np.array([[m - lo, hi - m] for m, lo, hi in stats]).T
-        ax.bar(range(len(methods)), mean, yerr=np.nan_to_num(err), capsize=3, color="tab:blue")
+        bars = [_mean_and_ci(s.loc[s["method"] == m, "seconds"], alpha) for m in methods]
+        for method, bar in zip(methods, bars, strict=True):
+            drawn.append(
+                {"dataset": dataset, "model": model, "method": method}
+                | dict(zip(["mean", "ci_low", "ci_high"], bar, strict=True))
+            )
+        mean, err = _errors(bars)
+        ax.bar(range(len(methods)), mean, yerr=err, capsize=3, color="tab:blue")
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("seconds per image")
         ax.set_title(f"{dataset}: {model}", fontsize=10)
     _save(fig, out_png)
+    return pd.DataFrame(drawn)
