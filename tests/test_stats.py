@@ -9,7 +9,20 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from xaimed.stats import compare_methods, compare_models, fold_metrics, holm, paired_ttest
+from xaimed.paired import corrected_ttest, mean_ci
+from xaimed.stats import (
+    adjust_p,
+    benjamini_hochberg,
+    compare_methods,
+    compare_models,
+    fold_metrics,
+    holm,
+    paired_ttest,
+)
+
+MODEL_CONTRACT = ["dataset", "metric", "model_a", "model_b", "n", "mean_diff", "t", "p"]
+METHOD_CONTRACT = ["dataset", "model", "class", "method_a", "method_b", "n", "mean_diff", "t", "p"]
+CONTRACT_TAIL = ["p_adjusted", "family"]
 
 # --- holm -------------------------------------------------------------------------------
 
@@ -282,3 +295,106 @@ def test_compare_methods_rejects_duplicate_pairing_keys():
     scores = _scores()
     with pytest.raises(ValueError):
         compare_methods(pd.concat([scores, scores.iloc[:1]]))
+
+
+# --- Benjamini-Hochberg and the adjustment switch ---------------------------------------
+
+
+def test_benjamini_hochberg_textbook_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 times m/i = 4, 2, 4/3, 1 -> 0.02, 0.02, 0.04, 0.04
+    got = benjamini_hochberg([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(got, [0.02, 0.04, 0.04, 0.02])
+    # step-up: a larger raw p can lower the adjusted p of a smaller one
+    np.testing.assert_allclose(benjamini_hochberg([0.04, 0.045]), [0.045, 0.045])
+
+
+def test_benjamini_hochberg_against_scipy_and_nan():
+    rng = np.random.default_rng(4)
+    p = rng.uniform(size=25) ** 2
+    np.testing.assert_allclose(benjamini_hochberg(p), sps.false_discovery_control(p))
+    got = benjamini_hochberg([0.01, np.nan, 0.04, 0.03, 0.005])
+    assert np.isnan(got[1])
+    np.testing.assert_allclose(got[[0, 2, 3, 4]], [0.02, 0.04, 0.04, 0.02])
+    assert benjamini_hochberg([]).shape == (0,)
+
+
+def test_adjust_p_by_name():
+    p = [0.01, 0.04, 0.03, 0.005]
+    np.testing.assert_allclose(adjust_p(p, "holm"), holm(p))
+    np.testing.assert_allclose(adjust_p(p, "bh"), benjamini_hochberg(p))
+    with pytest.raises(ValueError, match="bonferroni"):
+        adjust_p(p, "bonferroni")
+
+
+# --- the added columns of the comparison tables ------------------------------------------
+
+
+def test_compare_models_keeps_the_contract_columns_first():
+    res = compare_models(_fold_metrics_table())
+    assert list(res.columns[:10]) == MODEL_CONTRACT + CONTRACT_TAIL
+    for column in ("ci_low", "cohens_dz", "p_wilcoxon", "t_nb", "p_nb", "p_nb_adjusted"):
+        assert column in res.columns
+    assert (res["adjust"] == "holm").all()
+    assert res.groupby("family")["family_size"].first().to_dict() == {
+        "d1/accuracy": 3,
+        "d1/f1_macro": 3,
+        "d2/accuracy": 1,
+        "d2/f1_macro": 1,
+    }
+
+
+def test_compare_models_nadeau_bengio_uses_the_fold_sizes():
+    fm = _fold_metrics_table()
+    # d1: 4 folds of 10, 10, 10, 20 test images of 50 -> n_test/n_train per fold, averaged
+    sizes = {0: 10, 1: 10, 2: 10, 3: 20}
+    fm["n_images"] = fm["fold"].map(sizes)
+    res = compare_models(fm)
+    ratio = np.mean([10 / 40, 10 / 40, 10 / 40, 20 / 30])
+    d1acc = res[res["family"] == "d1/accuracy"].set_index(["model_a", "model_b"])
+    assert d1acc["test_train_ratio"].to_numpy() == pytest.approx([ratio] * 3)
+    a = fm[(fm.dataset == "d1") & (fm.model == "a")].set_index("fold")["accuracy"]
+    b = fm[(fm.dataset == "d1") & (fm.model == "b")].set_index("fold")["accuracy"]
+    t_nb, p_nb, se = corrected_ttest(a, b, ratio)
+    row = d1acc.loc[("a", "b")]
+    assert (row["t_nb"], row["p_nb"]) == pytest.approx((t_nb, p_nb))
+    ref_w = sps.wilcoxon(a, b)
+    assert (row["wilcoxon_w"], row["p_wilcoxon"]) == pytest.approx((ref_w.statistic, ref_w.pvalue))
+    ref_ci = sps.ttest_rel(a, b).confidence_interval(0.95)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((ref_ci.low, ref_ci.high))
+    assert (row["ci_low_nb"], row["ci_high_nb"]) == pytest.approx(mean_ci(a - b, scale=se))
+    d = a - b
+    assert row["cohens_dz"] == pytest.approx(d.mean() / d.std(ddof=1))
+    np.testing.assert_allclose(d1acc["p_nb_adjusted"], holm(d1acc["p_nb"]))
+    np.testing.assert_allclose(d1acc["p_wilcoxon_adjusted"], holm(d1acc["p_wilcoxon"]))
+    # without n_images, equal folds: 1 / (k - 1)
+    plain = compare_models(_fold_metrics_table())
+    assert plain.loc[plain["dataset"] == "d1", "test_train_ratio"].iloc[0] == pytest.approx(1 / 3)
+
+
+def test_compare_models_benjamini_hochberg_and_alpha():
+    fm = _fold_metrics_table()
+    res = compare_models(fm, adjust="bh", alpha=0.10)
+    d1acc = res[res["family"] == "d1/accuracy"]
+    np.testing.assert_allclose(d1acc["p_adjusted"], benjamini_hochberg(d1acc["p"]))
+    assert (res["adjust"] == "bh").all()
+    narrow = res["ci_high"] - res["ci_low"]
+    wide = compare_models(fm)["ci_high"] - compare_models(fm)["ci_low"]
+    assert (narrow < wide).all()  # a 90 % interval is narrower than a 95 % one
+
+
+def test_compare_methods_added_columns():
+    scores = _scores()
+    res = compare_methods(scores)
+    assert list(res.columns[:11]) == METHOD_CONTRACT + CONTRACT_TAIL
+    assert "t_nb" not in res.columns  # images are not resampled training sets
+    pos = res[res["class"] == "pos"].set_index(["method_a", "method_b"])
+    sub = scores[scores["pred_name"] == "pos"]
+    w = sub.pivot(index=["fold", "image_id"], columns="method", values="confidence_increase")
+    shared = w[["m1", "m3"]].dropna()
+    row = pos.loc[("m1", "m3")]
+    ref = sps.wilcoxon(shared["m1"], shared["m3"])
+    assert (row["wilcoxon_w"], row["p_wilcoxon"]) == pytest.approx((ref.statistic, ref.pvalue))
+    ci = sps.ttest_rel(shared["m1"], shared["m3"]).confidence_interval(0.95)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
+    np.testing.assert_allclose(pos["p_wilcoxon_adjusted"], holm(pos["p_wilcoxon"]))
+    assert (res["family_size"] == 3).all()

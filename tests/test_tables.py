@@ -9,8 +9,10 @@ import pytest
 from xaimed.tables import (
     classification_table,
     confidence_increase_table,
+    data_table,
     read_parquets,
     timing_table,
+    to_html,
     write_table,
 )
 
@@ -158,3 +160,44 @@ def test_read_parquets(tmp_path):
     got = read_parquets([tmp_path / "a.parquet", str(tmp_path / "b.parquet")])
     assert got["x"].tolist() == [1, 2, 3] and got.index.tolist() == [0, 1, 2]
     assert read_parquets([]).empty
+
+
+# --- HTML twins and the data summary -----------------------------------------------------
+
+
+def test_to_html_escapes_text_and_formats_numbers():
+    df = pd.DataFrame({"model": ["a|b", "<script>"], "p": [0.0123456, np.nan], "n": [3, 4]})
+    page = to_html(df, title="t")
+    assert page.startswith("<!DOCTYPE html>") and "<title>t</title>" in page
+    assert "<th>model</th><th>p</th><th>n</th>" in page
+    assert "<td>a|b</td>" in page and "&lt;script&gt;" in page and "<script>" not in page
+    assert '<td class="num">0.01235</td><td class="num">3</td>' in page
+    assert '<td class="num">NaN</td>' in page
+    assert page.count("<tr>") == 3
+
+
+def test_write_table_html_twin(tmp_path):
+    df = pd.DataFrame({"a": [1.5]})
+    write_table(df, tmp_path / "x.csv", tmp_path / "x.html")
+    assert '<td class="num">1.5</td>' in (tmp_path / "x.html").read_text()
+    assert (tmp_path / "x.md").exists()
+
+
+def test_data_table_counts_classes_masks_and_folds():
+    manifest = pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(5)],
+            "label": [1, 0, 1, 1, 0],
+            "label_name": ["sick", "well", "sick", "sick", "well"],
+            "mask_path": ["m0", None, "m2", None, None],
+        }
+    )
+    folds = pd.DataFrame({"image_id": [f"i{k}" for k in range(5)], "fold": [0, 1, 1, 0, 0]})
+    table = data_table(manifest, folds, "d")
+    assert list(table.columns) == ["dataset", "class", "n_images", "n_masks", "fold_0", "fold_1"]
+    assert table.to_dict("records") == [
+        {"dataset": "d", "class": "well", "n_images": 2, "n_masks": 0, "fold_0": 1, "fold_1": 1},
+        {"dataset": "d", "class": "sick", "n_images": 3, "n_masks": 2, "fold_0": 2, "fold_1": 1},
+    ]
+    with pytest.raises(ValueError, match="i4"):
+        data_table(manifest, folds.iloc[:4], "d")

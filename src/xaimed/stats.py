@@ -1,4 +1,4 @@
-"""Per-fold classification metrics and paired significance tests with Holm correction.
+"""Per-fold classification metrics and paired comparisons with multiple-comparison adjustment.
 
 Models are compared on per-fold metrics (paired by fold); CAM methods are compared on
 per-image scores (paired by fold and image), separately for each predicted class.
@@ -12,13 +12,17 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 from sklearn import metrics as skm
+
+from xaimed.paired import paired_summary, paired_ttest  # noqa: F401 (paired_ttest re-exported)
 
 PROB_PREFIX = "prob_"
 FOLD_KEYS = ["dataset", "model", "fold"]
 FOLD_METRICS = ["accuracy", "balanced_accuracy", "f1_macro", "auroc_macro"]
 TEST_COLUMNS = ["n", "mean_diff", "t", "p", "p_adjusted", "family"]
+# Added after the contract columns (the p_* ones also get a p_*_adjusted column).
+METHOD_EXTRA = ["ci_low", "ci_high", "cohens_dz", "wilcoxon_w", "p_wilcoxon"]
+MODEL_EXTRA = [*METHOD_EXTRA, "t_nb", "p_nb", "ci_low_nb", "ci_high_nb", "test_train_ratio"]
 
 
 def _auroc(group: pd.DataFrame) -> float:
@@ -82,77 +86,125 @@ def holm(p) -> np.ndarray:
     return out
 
 
-def _differences(a, b) -> np.ndarray:
-    """a - b over the pairs where both values are present (NaN pairs are dropped)."""
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    return d[~np.isnan(d)]
+def benjamini_hochberg(p) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate; monotone, capped at 1);
+    NaNs stay NaN, not counted."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    order = np.argsort(p[ok], kind="stable")
+    stepped = p[ok][order] * m / np.arange(1, m + 1)
+    # Step-up: from the largest p down, an adjusted p-value never exceeds a larger one's.
+    adjusted = np.minimum(np.minimum.accumulate(stepped[::-1])[::-1], 1.0)
+    sub = np.empty(m)
+    sub[order] = adjusted
+    out[ok] = sub
+    return out
 
 
-def paired_ttest(a, b) -> tuple[float, float, float]:
-    """(mean_diff a-b, t, p) from scipy.stats.ttest_rel, two-sided, on complete pairs.
-
-    Degenerate cases, where scipy would return NaN with a warning:
-    - fewer than 2 pairs: t = p = NaN (mean_diff is NaN for 0 pairs, the difference for 1);
-    - all differences identical and zero: t = 0, p = 1 (no evidence of any difference);
-    - all differences identical and nonzero: t = +/-inf (sign of the difference), p = 0.
-    """
-    d = _differences(a, b)
-    n = len(d)
-    mean_diff = float(d.mean()) if n else float("nan")
-    if n < 2:
-        return mean_diff, float("nan"), float("nan")
-    if np.all(d == d[0]):  # zero variance: scipy would give NaN with a warning
-        if d[0] == 0:
-            return mean_diff, 0.0, 1.0
-        return mean_diff, float(np.sign(d[0]) * np.inf), 0.0
-    t, p = sps.ttest_rel(d, np.zeros(n))
-    return mean_diff, float(t), float(p)
+ADJUSTMENTS = {"holm": holm, "bh": benjamini_hochberg}
 
 
-def _pairwise(wide: pd.DataFrame, names: Sequence[str], label: str) -> list[dict]:
-    """Paired t-tests between every unordered pair of `names` (columns of `wide`, whose rows
-    are the pairing units); `label` names the output columns `<label>_a`, `<label>_b`."""
-    rows = []
-    for a, b in combinations(names, 2):
-        mean_diff, t, p = paired_ttest(wide[a], wide[b])
-        n = len(_differences(wide[a], wide[b]))
-        rows.append(
-            {f"{label}_a": a, f"{label}_b": b, "n": n, "mean_diff": mean_diff, "t": t, "p": p}
-        )
-    return rows
+def adjust_p(p, method: str = "holm") -> np.ndarray:
+    """Multiple-comparison adjustment by name: 'holm' (family-wise error) or 'bh'
+    (Benjamini-Hochberg false discovery rate)."""
+    if method not in ADJUSTMENTS:
+        raise ValueError(f"unknown p-value adjustment {method!r}; choose from {list(ADJUSTMENTS)}")
+    return ADJUSTMENTS[method](p)
 
 
-def _with_holm(rows: list[dict], family: list[str], label: str) -> pd.DataFrame:
-    """Frame of test rows, Holm-adjusted within each family (rows sharing `family` keys)."""
+def _pairwise(
+    wide: pd.DataFrame,
+    names: Sequence[str],
+    label: str,
+    alpha: float,
+    test_train_ratio: float | None = None,
+) -> list[dict]:
+    """Paired comparisons (xaimed.paired.paired_summary) between every unordered pair of
+    `names` (columns of `wide`, whose rows are the pairing units); `label` names the output
+    columns `<label>_a`, `<label>_b`."""
+    return [
+        {
+            f"{label}_a": a,
+            f"{label}_b": b,
+            **paired_summary(wide[a], wide[b], alpha, test_train_ratio),
+        }
+        for a, b in combinations(names, 2)
+    ]
+
+
+def _adjusted(
+    rows: list[dict], family: list[str], label: str, adjust: str, extra: Sequence[str]
+) -> pd.DataFrame:
+    """Frame of test rows with p-values adjusted (`adjust`) within each family (rows sharing
+    `family` keys): p -> p_adjusted, and p_<x> -> p_<x>_adjusted for the other tests. The
+    contract columns come first, the added ones (`extra`) after them."""
     columns = [*family, f"{label}_a", f"{label}_b", *TEST_COLUMNS]
-    df = pd.DataFrame(rows, columns=columns)
+    tests = [c for c in extra if c.startswith("p_")]
+    out = [*columns, *extra, *(f"{c}_adjusted" for c in tests), "adjust", "family_size"]
+    df = pd.DataFrame(rows, columns=[c for c in out if c not in ("p_adjusted", "family")])
+    df = df.reindex(columns=out)
     if df.empty:
         return df
-    df["p_adjusted"] = df.groupby(family, sort=False)["p"].transform(lambda s: holm(s.to_numpy()))
+    grouped = df.groupby(family, sort=False)
+    for raw in ["p", *tests]:
+        adjusted = "p_adjusted" if raw == "p" else f"{raw}_adjusted"
+        df[adjusted] = grouped[raw].transform(lambda s: adjust_p(s.to_numpy(), adjust))
+    df["adjust"] = adjust
     df["family"] = df[family].astype(str).agg("/".join, axis=1)
+    df["family_size"] = grouped["p"].transform("size")
     return df
 
 
+def _test_train_ratio(g: pd.DataFrame) -> float:
+    """n_test / n_train of one dataset's folds (mean over folds): the test fold against all
+    other folds (the training folds, validation part included). Without n_images, equal
+    folds are assumed: 1 / (k - 1)."""
+    folds = g.drop_duplicates("fold")
+    k = len(folds)
+    if "n_images" not in g or k < 2:
+        return 1 / (k - 1) if k > 1 else float("nan")
+    n_test = folds["n_images"].to_numpy(dtype=float)
+    return float(np.mean(n_test / (n_test.sum() - n_test)))
+
+
 def compare_models(
-    fold_metrics: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "f1_macro")
+    fold_metrics: pd.DataFrame,
+    metrics: Sequence[str] = ("accuracy", "f1_macro"),
+    adjust: str = "holm",
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Paired t-tests between every pair of models per dataset and metric, paired by fold
-    (folds where either model lacks the metric are dropped). Holm within (dataset, metric)."""
+    """Paired comparisons between every pair of models per dataset and metric, paired by fold
+    (folds where either model lacks the metric are dropped): the paired t-test, the
+    Nadeau-Bengio corrected t-test, Wilcoxon, the mean difference with its CI and d_z.
+    p-values adjusted (`adjust`) within each family (dataset, metric)."""
     rows = []
     for dataset, g in fold_metrics.groupby("dataset", sort=True):
         models = sorted(g["model"].unique())
+        ratio = _test_train_ratio(g)
         for metric in metrics:
             wide = g.pivot(index="fold", columns="model", values=metric)
-            for row in _pairwise(wide, models, "model"):
+            for row in _pairwise(wide, models, "model", alpha, ratio):
                 rows.append({"dataset": dataset, "metric": metric, **row})
-    return _with_holm(rows, ["dataset", "metric"], "model")
+                rows[-1]["test_train_ratio"] = ratio
+    return _adjusted(rows, ["dataset", "metric"], "model", adjust, MODEL_EXTRA)
 
 
-def compare_methods(scores: pd.DataFrame, value: str = "confidence_increase") -> pd.DataFrame:
-    """Paired t-tests on `value` between every pair of CAM methods per dataset, model and
+def compare_methods(
+    scores: pd.DataFrame,
+    value: str = "confidence_increase",
+    adjust: str = "holm",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Paired comparisons on `value` between every pair of CAM methods per dataset, model and
     predicted class (`class`, from pred_name: CAMs explain the predicted class), paired by
-    (fold, image_id), so only images scored by both methods count. Holm within
-    (dataset, model, class); every method of the (dataset, model) is paired in every class."""
+    (fold, image_id), so only images scored by both methods count: the paired t-test,
+    Wilcoxon, the mean difference with its CI and d_z. p-values adjusted (`adjust`) within
+    each family (dataset, model, class); every method of the (dataset, model) is paired in
+    every class."""
     rows = []
     for (dataset, model), g in scores.groupby(["dataset", "model"], sort=True):
         methods = sorted(g["method"].unique())
@@ -160,6 +212,6 @@ def compare_methods(scores: pd.DataFrame, value: str = "confidence_increase") ->
             # pivot raises on a duplicated (fold, image_id, method): a pairing must be unique.
             wide = c.pivot(index=["fold", "image_id"], columns="method", values=value)
             wide = wide.reindex(columns=methods)
-            for row in _pairwise(wide, methods, "method"):
+            for row in _pairwise(wide, methods, "method", alpha):
                 rows.append({"dataset": dataset, "model": model, "class": cls, **row})
-    return _with_holm(rows, ["dataset", "model", "class"], "method")
+    return _adjusted(rows, ["dataset", "model", "class"], "method", adjust, METHOD_EXTRA)

@@ -1,11 +1,13 @@
 """Summary tables (classification, CAM confidence increase, CAM timing) and their writers.
 
 Every table is written as CSV (full precision, for machines) and as a Markdown twin
-(4 significant digits, for the report).
+(4 significant digits, for a terminal or a pull request); tables shown in the Snakemake report
+also get a self-contained HTML twin (the report renders HTML, but only offers CSV for download).
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Sequence
 from os import PathLike
 from pathlib import Path
@@ -70,13 +72,18 @@ def timing_table(scores: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={"seconds_per_image_mean": "seconds_per_image"})
 
 
-def _cell(value: object) -> str:
-    """Markdown cell text: floats to 4 significant digits, pipes escaped."""
+def _text(value: object) -> str:
+    """Cell text: floats to 4 significant digits, missing values empty."""
     if isinstance(value, float | np.floating):
         return "NaN" if np.isnan(value) else f"{value:.4g}"
     if value is None or value is pd.NA:
         return ""
-    return str(value).replace("|", r"\|")
+    return str(value)
+
+
+def _cell(value: object) -> str:
+    """Markdown cell text: as _text, pipes escaped."""
+    return _text(value).replace("|", r"\|")
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -96,12 +103,56 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(df: pd.DataFrame, csv_path: str | PathLike) -> None:
-    """Write `df` as CSV and as a Markdown twin next to it (same stem, .md suffix)."""
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; font-size: 13px; margin: 12px; color: #1e293b; }
+h1 { font-size: 16px; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #cbd5e1; padding: 3px 8px; white-space: nowrap; }
+th { background: #f1f5f9; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr:nth-child(even) td { background: #f8fafc; }
+"""
+
+
+NUM_CELL = '<td class="num">'
+
+
+def to_html(df: pd.DataFrame, title: str = "") -> str:
+    """A self-contained HTML page with `df` as a table: cells as in the Markdown twin
+    (floats to 4 significant digits), numeric columns right-aligned, text escaped."""
+    numeric = [
+        pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+        for c in df.columns
+    ]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for row in df.itertuples(index=False, name=None):
+        cells = (
+            (NUM_CELL if num else "<td>") + html.escape(_text(v)) + "</td>"
+            for v, num in zip(row, numeric, strict=True)
+        )
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    heading = f"<h1>{html.escape(title)}</h1>\n" if title else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head>\n"
+        f"<body>{heading}<table><thead><tr>{head}</tr></thead><tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody></table></body></html>\n"
+    )
+
+
+def write_table(
+    df: pd.DataFrame, csv_path: str | PathLike, html_path: str | PathLike | None = None
+) -> None:
+    """Write `df` as CSV and as a Markdown twin next to it (same stem, .md suffix), and as
+    an HTML page at `html_path` when given (titled by the CSV's stem)."""
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(csv_path, index=False)
     csv_path.with_suffix(".md").write_text(to_markdown(df))
+    if html_path is not None:
+        Path(html_path).write_text(to_html(df, title=csv_path.stem))
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -111,3 +162,23 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def read_parquets(paths: Iterable[str | PathLike]) -> pd.DataFrame:
     """Concatenate parquet files in the order given; an empty DataFrame for no paths."""
     return _concat([pd.read_parquet(p) for p in paths])
+
+
+def data_table(manifest: pd.DataFrame, folds: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Images of one dataset per class: n_images, n_masks (images with a lesion mask) and
+    the count in each cross-validation fold (fold_<k> columns)."""
+    df = manifest.merge(folds, on="image_id", how="left", validate="one_to_one")
+    if df["fold"].isna().any():
+        missing = df.loc[df["fold"].isna(), "image_id"].iloc[0]
+        raise ValueError(f"{dataset}: image {missing!r} of the manifest has no fold")
+    has_mask = df["mask_path"].notna() if "mask_path" in df else pd.Series(False, index=df.index)
+    table = (
+        df.assign(_mask=has_mask)
+        .groupby(["label", "label_name"], sort=True)
+        .agg(n_images=("image_id", "size"), n_masks=("_mask", "sum"))
+        .reset_index()
+    )
+    per_fold = pd.crosstab(df["label"], df["fold"].astype(int)).add_prefix("fold_")
+    table = table.merge(per_fold, left_on="label", right_index=True)
+    table = table.rename(columns={"label_name": "class"}).drop(columns="label")
+    return table.assign(dataset=dataset)[["dataset", *table.columns]]

@@ -150,7 +150,7 @@ def all_targets():
     targets = expand("results/tables/{table}.{ext}", table=tables, ext=["csv", "md"])
     if EXPLAIN_MODELS:
         targets += expand("results/figures/cams_{dataset}.png", dataset=DATASETS)
-    return targets
+    return targets + report_targets()
 
 
 def gallery_cams_by_method(wildcards):
@@ -163,3 +163,80 @@ def gallery_cams_by_method(wildcards):
         ]
         for method in METHODS
     }
+
+
+# --- Report: data overview, figures and statistics beyond the contract tables -----------
+
+
+def data_summary_input(wildcards):
+    return {
+        "manifests": [data_files(d)["manifest"] for d in DATASETS],
+        "folds": [data_files(d)["folds"] for d in DATASETS],
+    }
+
+
+def data_examples_input(wildcards):
+    files = data_files(wildcards.dataset)
+    return {"images": files["images"], "manifest": files["manifest"]}
+
+
+def dataset_predictions(wildcards):
+    """Held-out predictions of every model and fold of one dataset."""
+    return expand(
+        "results/train/{dataset}/{model}/fold{fold}/predictions.parquet",
+        dataset=wildcards.dataset,
+        model=MODELS,
+        fold=FOLDS,
+    )
+
+
+def dataset_scores(wildcards):
+    """CAM scores of every explained model, fold and method of one dataset."""
+    return expand(
+        "results/explain/{dataset}/{model}/fold{fold}/{method}/scores.parquet",
+        dataset=wildcards.dataset,
+        model=EXPLAIN_MODELS,
+        fold=FOLDS,
+        method=METHODS,
+    )
+
+
+def gallery_labels(wildcards, input):
+    """Report labels of a CAM gallery: what its rows and columns are. Only the first label
+    may vary between galleries: Snakemake's report turns a later label with two values into
+    a toggle, which breaks the page when the galleries differ in more than that label.
+    """
+    import pandas as pd
+
+    manifest = pd.read_parquet(input.manifest, columns=["label", "label_name"])
+    classes = manifest.drop_duplicates("label").sort_values("label")["label_name"]
+    return {
+        "dataset: classes (rows)": f"{wildcards.dataset}: "
+        + ", ".join(map(str, classes)),
+        "model": EXPLAIN_MODELS[0],
+        "methods (columns)": ", ".join(METHODS),
+    }
+
+
+REPORT_TABLES = ["data_summary", "friedman", "nemenyi"]
+# Not "Statistics": Snakemake's report already links that name to its runtime panel, and a
+# category of the same name makes docutils print a duplicate-target warning into every caption.
+STATISTICS = "Statistical tests"
+REPORT_FIGURES = ["data", "confusion", "roc", "fold_metrics", "cd"]
+EXPLAIN_FIGURES = ["confidence_increase"]
+
+
+def report_targets():
+    """The report's extra tables, the HTML twins of all tables, and the figures."""
+    tables = TABLES + (EXPLAIN_TABLES if EXPLAIN_MODELS else [])
+    targets = expand("results/tables/{table}.html", table=tables)
+    targets += expand(
+        "results/tables/{table}.{ext}", table=REPORT_TABLES, ext=["csv", "md", "html"]
+    )
+    figures = REPORT_FIGURES + (EXPLAIN_FIGURES if EXPLAIN_MODELS else [])
+    targets += expand(
+        "results/figures/{figure}_{dataset}.png", figure=figures, dataset=DATASETS
+    )
+    if EXPLAIN_MODELS:
+        targets.append("results/figures/xai_timing.png")
+    return targets

@@ -1,13 +1,70 @@
+rule data_summary:
+    input:
+        unpack(data_summary_input),
+    output:
+        table="results/tables/data_summary.csv",
+        markdown="results/tables/data_summary.md",
+        html=report(
+            "results/tables/data_summary.html",
+            caption="../report/data_summary.rst",
+            category="Data",
+            subcategory="Tables",
+            labels={"table": "data_summary: images per class and fold"},
+        ),
+    log:
+        "logs/report/data_summary.log",
+    benchmark:
+        "benchmarks/report/data_summary.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        datasets=DATASETS,
+    script:
+        "../scripts/data_summary.py"
+
+
+rule data_examples:
+    input:
+        unpack(data_examples_input),
+    output:
+        figure=report(
+            "results/figures/data_{dataset}.png",
+            caption="../report/data_examples.rst",
+            category="Data",
+            subcategory="Example images",
+            labels={"dataset": "{dataset}"},
+        ),
+    log:
+        "logs/report/data_examples/{dataset}.log",
+    benchmark:
+        "benchmarks/report/data_examples/{dataset}.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/data_examples.py"
+
+
 rule classification_table:
     input:
         fold_metrics="results/stats/fold_metrics.parquet",
     output:
-        table=report(
-            "results/tables/classification.csv",
+        table="results/tables/classification.csv",
+        markdown="results/tables/classification.md",
+        html=report(
+            "results/tables/classification.html",
             caption="../report/classification.rst",
             category="Training",
+            subcategory="Tables",
+            labels={"table": "classification: mean and SD over folds"},
         ),
-        markdown="results/tables/classification.md",
     log:
         "logs/report/classification_table.log",
     benchmark:
@@ -22,22 +79,70 @@ rule classification_table:
         "../scripts/classification_table.py"
 
 
+rule classification_figures:
+    input:
+        predictions=dataset_predictions,
+        fold_metrics="results/stats/fold_metrics.parquet",
+    output:
+        confusion=report(
+            "results/figures/confusion_{dataset}.png",
+            caption="../report/confusion.rst",
+            category="Training",
+            subcategory="Confusion matrices",
+            labels={"dataset": "{dataset}"},
+        ),
+        roc=report(
+            "results/figures/roc_{dataset}.png",
+            caption="../report/roc.rst",
+            category="Training",
+            subcategory="ROC curves",
+            labels={"dataset": "{dataset}"},
+        ),
+        fold_metrics=report(
+            "results/figures/fold_metrics_{dataset}.png",
+            caption="../report/fold_metrics.rst",
+            category="Training",
+            subcategory="Per-fold metrics",
+            labels={"dataset": "{dataset}"},
+        ),
+    log:
+        "logs/report/classification_figures/{dataset}.log",
+    benchmark:
+        "benchmarks/report/classification_figures/{dataset}.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        metrics=config["stats"]["model_metrics"],
+    script:
+        "../scripts/classification_figures.py"
+
+
 rule explanation_tables:
     input:
         scores=all_scores(),
     output:
-        confidence_increase=report(
-            "results/tables/confidence_increase.csv",
+        confidence_increase="results/tables/confidence_increase.csv",
+        confidence_increase_md="results/tables/confidence_increase.md",
+        confidence_increase_html=report(
+            "results/tables/confidence_increase.html",
             caption="../report/confidence_increase.rst",
             category="Explanations",
+            subcategory="Tables",
+            labels={"table": "confidence_increase: per method and class"},
         ),
-        confidence_increase_md="results/tables/confidence_increase.md",
-        timing=report(
-            "results/tables/xai_timing.csv",
+        timing="results/tables/xai_timing.csv",
+        timing_md="results/tables/xai_timing.md",
+        timing_html=report(
+            "results/tables/xai_timing.html",
             caption="../report/xai_timing.rst",
             category="Explanations",
+            subcategory="Tables",
+            labels={"table": "xai_timing: seconds per image"},
         ),
-        timing_md="results/tables/xai_timing.md",
     log:
         "logs/report/explanation_tables.log",
     benchmark:
@@ -52,6 +157,63 @@ rule explanation_tables:
         "../scripts/explanation_tables.py"
 
 
+rule explanation_figures:
+    input:
+        scores=dataset_scores,
+    output:
+        confidence_increase=report(
+            "results/figures/confidence_increase_{dataset}.png",
+            caption="../report/confidence_increase_figure.rst",
+            category="Explanations",
+            subcategory="Confidence increase",
+            labels={
+                "dataset": "{dataset}",
+                "figure": "mean and CI per method and class",
+            },
+        ),
+    log:
+        "logs/report/explanation_figures/{dataset}.log",
+    benchmark:
+        "benchmarks/report/explanation_figures/{dataset}.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        alpha=config["stats"]["alpha"],
+    script:
+        "../scripts/explanation_figures.py"
+
+
+rule timing_figure:
+    input:
+        scores=all_scores(),
+    output:
+        figure=report(
+            "results/figures/xai_timing.png",
+            caption="../report/xai_timing_figure.rst",
+            category="Explanations",
+            subcategory="Timing",
+            labels={"figure": "seconds per image by method"},
+        ),
+    log:
+        "logs/report/timing_figure.log",
+    benchmark:
+        "benchmarks/report/timing_figure.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        alpha=config["stats"]["alpha"],
+    script:
+        "../scripts/timing_figure.py"
+
+
 rule cam_gallery:
     input:
         unpack(gallery_input),
@@ -60,7 +222,8 @@ rule cam_gallery:
             "results/figures/cams_{dataset}.png",
             caption="../report/cams.rst",
             category="Explanations",
-            subcategory="{dataset}",
+            subcategory="CAM galleries",
+            labels=gallery_labels,
         ),
     log:
         "logs/report/cam_gallery/{dataset}.log",

@@ -22,12 +22,15 @@ rule compare_models:
         fold_metrics="results/stats/fold_metrics.parquet",
     output:
         parquet="results/stats/ttest_models.parquet",
-        table=report(
-            "results/tables/ttest_models.csv",
-            caption="../report/ttest_models.rst",
-            category="Statistics",
-        ),
+        table="results/tables/ttest_models.csv",
         markdown="results/tables/ttest_models.md",
+        html=report(
+            "results/tables/ttest_models.html",
+            caption="../report/ttest_models.rst",
+            category=STATISTICS,
+            subcategory="Tables",
+            labels={"table": "ttest_models: pairs of models, paired by fold"},
+        ),
     log:
         "logs/stats/compare_models.log",
     benchmark:
@@ -40,8 +43,79 @@ rule compare_models:
         runtime=10,
     params:
         metrics=config["stats"]["model_metrics"],
+        adjust=config["stats"]["adjust"],
+        alpha=config["stats"]["alpha"],
     script:
         "../scripts/compare_models.py"
+
+
+rule rank_models:
+    input:
+        fold_metrics="results/stats/fold_metrics.parquet",
+    output:
+        friedman="results/stats/friedman.parquet",
+        nemenyi="results/stats/nemenyi.parquet",
+        ranks="results/stats/ranks.parquet",
+        friedman_table="results/tables/friedman.csv",
+        friedman_md="results/tables/friedman.md",
+        friedman_html=report(
+            "results/tables/friedman.html",
+            caption="../report/friedman.rst",
+            category=STATISTICS,
+            subcategory="Tables",
+            labels={"table": "friedman: all models of a dataset"},
+        ),
+        nemenyi_table="results/tables/nemenyi.csv",
+        nemenyi_md="results/tables/nemenyi.md",
+        nemenyi_html=report(
+            "results/tables/nemenyi.html",
+            caption="../report/nemenyi.rst",
+            category=STATISTICS,
+            subcategory="Tables",
+            labels={"table": "nemenyi: post-hoc pairs of models"},
+        ),
+    log:
+        "logs/stats/rank_models.log",
+    benchmark:
+        "benchmarks/stats/rank_models.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        metrics=config["stats"]["model_metrics"],
+        adjust=config["stats"]["adjust"],
+        alpha=config["stats"]["alpha"],
+    script:
+        "../scripts/rank_models.py"
+
+
+rule cd_diagram:
+    input:
+        ranks="results/stats/ranks.parquet",
+        friedman="results/stats/friedman.parquet",
+    output:
+        figure=report(
+            "results/figures/cd_{dataset}.png",
+            caption="../report/cd_diagram.rst",
+            category=STATISTICS,
+            subcategory="Critical-difference diagrams",
+            labels={"dataset": "{dataset}"},
+        ),
+    log:
+        "logs/stats/cd_diagram/{dataset}.log",
+    benchmark:
+        "benchmarks/stats/cd_diagram/{dataset}.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/cd_diagram.py"
 
 
 rule compare_methods:
@@ -49,12 +123,15 @@ rule compare_methods:
         scores=all_scores(),
     output:
         parquet="results/stats/ttest_methods.parquet",
-        table=report(
-            "results/tables/ttest_methods.csv",
-            caption="../report/ttest_methods.rst",
-            category="Statistics",
-        ),
+        table="results/tables/ttest_methods.csv",
         markdown="results/tables/ttest_methods.md",
+        html=report(
+            "results/tables/ttest_methods.html",
+            caption="../report/ttest_methods.rst",
+            category=STATISTICS,
+            subcategory="Tables",
+            labels={"table": "ttest_methods: pairs of CAM methods, paired by image"},
+        ),
     log:
         "logs/stats/compare_methods.log",
     benchmark:
@@ -65,5 +142,8 @@ rule compare_methods:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        adjust=config["stats"]["adjust"],
+        alpha=config["stats"]["alpha"],
     script:
         "../scripts/compare_methods.py"

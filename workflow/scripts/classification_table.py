@@ -7,4 +7,4 @@ from xaimed.tables import classification_table, write_table
 
 setup_logging(snakemake.log[0])
 table = classification_table(pd.read_parquet(snakemake.input.fold_metrics))
-write_table(table, snakemake.output.table)
+write_table(table, snakemake.output.table, snakemake.output.html)

@@ -1,10 +1,14 @@
-"""Paired t-tests between every pair of CAM methods, across images (rule compare_methods)."""
+"""Paired comparisons between every pair of CAM methods, across images (rule compare_methods)."""
 
 from xaimed.runtime import setup_logging
 from xaimed.stats import compare_methods
 from xaimed.tables import read_parquets, write_table
 
 setup_logging(snakemake.log[0])
-comparisons = compare_methods(read_parquets(snakemake.input.scores))
+comparisons = compare_methods(
+    read_parquets(snakemake.input.scores),
+    adjust=snakemake.params.adjust,
+    alpha=snakemake.params.alpha,
+)
 comparisons.to_parquet(snakemake.output.parquet, index=False)
-write_table(comparisons, snakemake.output.table)
+write_table(comparisons, snakemake.output.table, snakemake.output.html)

@@ -1,4 +1,4 @@
-"""Paired t-tests between every pair of models, across folds (rule compare_models)."""
+"""Paired comparisons between every pair of models, across folds (rule compare_models)."""
 
 import pandas as pd
 
@@ -8,7 +8,10 @@ from xaimed.tables import write_table
 
 setup_logging(snakemake.log[0])
 comparisons = compare_models(
-    pd.read_parquet(snakemake.input.fold_metrics), metrics=snakemake.params.metrics
+    pd.read_parquet(snakemake.input.fold_metrics),
+    metrics=snakemake.params.metrics,
+    adjust=snakemake.params.adjust,
+    alpha=snakemake.params.alpha,
 )
 comparisons.to_parquet(snakemake.output.parquet, index=False)
-write_table(comparisons, snakemake.output.table)
+write_table(comparisons, snakemake.output.table, snakemake.output.html)

@@ -6,5 +6,9 @@ from xaimed.tables import confidence_increase_table, read_parquets, timing_table
 
 setup_logging(snakemake.log[0])
 scores = read_parquets(snakemake.input.scores)
-write_table(confidence_increase_table(scores), snakemake.output.confidence_increase)
-write_table(timing_table(scores), snakemake.output.timing)
+write_table(
+    confidence_increase_table(scores),
+    snakemake.output.confidence_increase,
+    snakemake.output.confidence_increase_html,
+)
+write_table(timing_table(scores), snakemake.output.timing, snakemake.output.timing_html)
