@@ -54,7 +54,7 @@ def slurm_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: checked before the session's tiny local run
 def slurm() -> None:
     reason = slurm_missing()
     if reason and REQUIRE_SLURM:
