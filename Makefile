@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 8
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format dry-run clean
+.PHONY: run test lint format dry-run clean slurm-up
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,8 @@ format: $(STAMP)
 
 clean:
 	rm -rf results logs benchmarks .snakemake
+
+# A one-node SLURM cluster on this machine (Debian/Ubuntu, root or sudo), for profiles/slurm and
+# tests/test_slurm.py; a second call leaves a running cluster alone.
+slurm-up:
+	.ci/slurm-up

@@ -17,6 +17,25 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/report.smk"
 
 
+# Quick jobs run where Snakemake runs (the login node under profiles/slurm) rather than queue.
+localrules:
+    phantom,
+    folds,
+    fold_metrics,
+    compare_models,
+    compare_methods,
+    classification_table,
+    explanation_tables,
+    cam_gallery,
+    rank_models,
+    cd_diagram,
+    data_summary,
+    data_examples,
+    classification_figures,
+    explanation_figures,
+    timing_figure,
+
+
 rule all:
     default_target: True
     input:

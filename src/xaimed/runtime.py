@@ -13,13 +13,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xaimed.gpu_slots import claim_gpu
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def select_device(preference: str = "auto") -> torch.device:
-    """CUDA when present (or asked for), else CPU; never required."""
+    """CUDA when present (or asked for), else CPU; never required. On a machine with several
+    GPUs the job first claims one of its own (xaimed.gpu_slots)."""
     if preference == "cpu":
         return torch.device("cpu")
+    claim_gpu()  # before CUDA starts: it reads CUDA_VISIBLE_DEVICES once
     if preference == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for, but no CUDA device is available")
     if preference in ("auto", "cuda") and torch.cuda.is_available():

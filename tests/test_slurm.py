@@ -1,0 +1,269 @@
+"""Scale-out: the tiny config submitted through profiles/slurm to a real SLURM cluster (.ci/slurm-up
+starts a one-node one here), and what the profile promises, checked by dry runs: GPUs for the
+training and CAM jobs only, a changed model setting reruns only that model's jobs, and concurrent
+local jobs never share a GPU."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import TINY, job_counts, snakemake
+from xaimed import gpu_slots
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "profiles" / "slurm"
+REQUIRE_SLURM = os.environ.get("XAIMED_REQUIRE_SLURM") == "1"
+GPU_RULES = {"train", "explain"}
+# The Snakefile's localrules: run by Snakemake itself, never submitted.
+LOCAL_RULES = {
+    "phantom",
+    "folds",
+    "fold_metrics",
+    "compare_models",
+    "compare_methods",
+    "classification_table",
+    "explanation_tables",
+    "cam_gallery",
+}
+
+
+def slurm_missing() -> str | None:
+    """Why SLURM cannot take jobs here, or None when it can."""
+    if shutil.which("sbatch") is None:
+        return "no SLURM here: sbatch not found (`make slurm-up` starts a one-node cluster)"
+    done = subprocess.run(
+        ["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, timeout=30
+    )
+    if done.returncode != 0:
+        return f"SLURM does not answer: sinfo failed: {done.stderr.strip()} (`make slurm-up`)"
+    if not re.search(r"^(idle|mix|alloc)$", done.stdout, re.MULTILINE):
+        return f"no SLURM node takes jobs (sinfo states: {done.stdout.split()})"
+    return None
+
+
+@pytest.fixture(scope="session")  # session: checked before the session's tiny local run
+def slurm() -> None:
+    reason = slurm_missing()
+    if reason and REQUIRE_SLURM:
+        pytest.fail(f"XAIMED_REQUIRE_SLURM=1, but {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
+def slurm_job(job_id: str) -> dict[str, str]:
+    """`scontrol show job` as a dict (finished jobs stay visible for MinJobAge)."""
+    done = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner", job_id], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(re.findall(r"(\w+)=(\S*)", done.stdout))
+
+
+# One training and its CAMs of one fold: every kind of cluster job (data, training, CAMs) and a
+# local one (folds), in four waves of jobs, to stay within a few minutes.
+SLURM_TARGETS = [
+    "results/train/lesions/resnet18/fold0/predictions.parquet",
+    "results/explain/lesions/resnet18/fold0/gradcampp/scores.parquet",
+]
+
+
+@pytest.mark.workflow
+def test_slurm_run_submits_every_cluster_job_and_equals_the_local_run(slurm, tiny_run, tmp_path):
+    shutil.copytree(tiny_run / "data", tmp_path / "data")
+    shutil.copy(tiny_run / "config.yaml", tmp_path / "config.yaml")
+    output = snakemake(
+        tmp_path,
+        "--workflow-profile",
+        str(PROFILE),
+        # No slurmdbd on the test cluster: job states come from squeue, checked every few seconds.
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--slurm-keep-successful-logs",
+        *SLURM_TARGETS,
+    )
+
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.", output)
+    jobs = {job_id: slurm_job(job_id) for job_id, _ in submitted}
+    rules = collections.Counter(
+        re.match(r"rule_(\w+?)_wildcards_", job["Comment"])[1] for job in jobs.values()
+    )
+    counts = job_counts(output)
+    counts.pop("total")
+    # Every job Snakemake ran that is not a local rule went through sbatch, and nothing else did.
+    assert set(counts) == {"ingest", "folds", "preprocess", "train", "explain"}
+    assert rules == {rule: n for rule, n in counts.items() if rule not in LOCAL_RULES}
+    for job_id, log in submitted:
+        job = jobs[job_id]
+        assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
+        rule = re.match(r"rule_(\w+?)_wildcards_", job["Comment"])[1]
+        assert ("gpu" in job.get("TresPerJob", "")) == (rule in GPU_RULES), job
+        assert "Finished jobid: 0" in Path(log).read_text()  # the job's own Snakemake log
+
+    # The same config gives the same data, folds, predictions, scores and maps as the local run.
+    lesions = "results/data/lesions"
+    for name in ("folds.parquet", "images.npy"):
+        assert (tmp_path / lesions / name).read_bytes() == (tiny_run / lesions / name).read_bytes()
+    predictions = "results/train/lesions/resnet18/fold0/predictions.parquet"
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / predictions), pd.read_parquet(tiny_run / predictions)
+    )
+    explained = "results/explain/lesions/resnet18/fold0/gradcampp"
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / explained / "scores.parquet").drop(columns="seconds"),
+        pd.read_parquet(tiny_run / explained / "scores.parquet").drop(columns="seconds"),
+    )
+    with (
+        np.load(tmp_path / explained / "cams.npz") as slurm_cams,
+        np.load(tiny_run / explained / "cams.npz") as local_cams,
+    ):
+        assert sorted(slurm_cams) == sorted(local_cams)
+        for key in local_cams:
+            np.testing.assert_array_equal(slurm_cams[key], local_cams[key])
+
+
+def dry_run_jobs(output: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """(rule, wildcards, resources) of every job a dry run lists."""
+    jobs = []
+    for block in re.split(r"^(?:local)?rule ", output, flags=re.MULTILINE)[1:]:
+        fields = dict(re.findall(r"^\s+(\w+): (.*)$", block, re.MULTILINE))
+        parse = lambda text: dict(re.findall(r"(\w+)=([^,\s]+)", text))  # noqa: E731
+        jobs.append(
+            (block.split(":")[0], parse(fields.get("wildcards", "")), parse(fields["resources"]))
+        )
+    return jobs
+
+
+def test_profile_asks_for_gpus_for_training_and_cams_only(tmp_path):
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    promised = {rule for rule, res in profile["set-resources"].items() if res.get("gpu")}
+    assert promised == GPU_RULES
+
+    output = snakemake(tmp_path, "--dry-run", "--workflow-profile", str(PROFILE), config="")
+    jobs = dry_run_jobs(output)
+    assert {rule for rule, _, _ in jobs} >= GPU_RULES | LOCAL_RULES | {"ingest", "preprocess"}
+    for rule, _, resources in jobs:
+        if rule == "all":
+            continue
+        assert (resources.get("gpu") == "1") == (rule in GPU_RULES), (rule, resources)
+        # Every cluster job says how long and how much memory it needs.
+        assert int(resources["runtime"]) > 0 and int(resources["mem_mb"]) > 0, (rule, resources)
+
+
+@pytest.mark.workflow
+def test_changing_one_models_learning_rate_reruns_only_its_jobs(tiny_run, tmp_path):
+    changed = {**TINY, "training": {**TINY["training"], "models": {"resnet18": {"lr": 0.01}}}}
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
+    output = snakemake(tiny_run, "--dry-run", config=str(tmp_path / "changed.yaml"))
+    n_datasets, n_folds = len(TINY["datasets"]), TINY["folds"]
+    counts = job_counts(output)
+    assert counts.pop("total") == sum(counts.values())
+    # resnet18's trainings and CAMs, and the tables and figures that read them; no data job.
+    assert counts == {
+        "train": n_datasets * n_folds,
+        "explain": n_datasets * n_folds * len(TINY["explain"]["methods"]),
+        "fold_metrics": 1,
+        "compare_models": 1,
+        "classification_table": 1,
+        "compare_methods": 1,
+        "explanation_tables": 1,
+        "cam_gallery": n_datasets,
+        "all": 1,
+    }
+    for rule, wildcards, _ in dry_run_jobs(output):
+        if rule in GPU_RULES:
+            assert wildcards["model"] == "resnet18"
+    assert "Params have changed since last execution" in output
+
+
+HOLD_A_GPU = """
+import json, sys, time
+from pathlib import Path
+from xaimed.runtime import select_device
+Path(sys.argv[1]).touch()
+while not Path(sys.argv[2]).exists():  # start together, after the slow imports
+    time.sleep(0.05)
+device = select_device("auto")
+start = time.monotonic()
+time.sleep(1.0)
+import os
+print(json.dumps({"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": str(device),
+                  "start": start, "end": time.monotonic()}))
+"""
+
+
+def test_concurrent_jobs_never_share_a_gpu(tmp_path):
+    """Three jobs on a (fake) two-GPU machine whose user narrowed CUDA to GPUs 5 and 7: two run, one
+    waits for a free GPU, and no two ever hold the same one at the same time."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+        "XAIMED_GPU_COUNT": "2",
+        "XAIMED_GPU_SLOT_DIR": str(tmp_path / "slots"),
+        "CUDA_VISIBLE_DEVICES": "5,7",
+    }
+    env.pop("SLURM_JOB_ID", None)
+    go = tmp_path / "go"
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", HOLD_A_GPU, str(tmp_path / f"ready{i}"), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{i}").exists() for i in range(3)):
+        assert time.monotonic() < deadline and all(job.poll() is None for job in jobs)
+        time.sleep(0.05)
+    go.touch()
+    held = []
+    for job in jobs:
+        out, err = job.communicate(timeout=120)
+        assert job.returncode == 0, err
+        held.append(json.loads(out))
+    assert {h["gpu"] for h in held} == {"5", "7"}
+    assert all(h["device"] == "cpu" for h in held)  # no real GPU here
+    for i, a in enumerate(held):
+        for b in held[i + 1 :]:
+            overlap = a["start"] < b["end"] and b["start"] < a["end"]
+            assert not (overlap and a["gpu"] == b["gpu"]), (a, b)
+    # Two at a time: the third started only once one of the first two was done.
+    starts = sorted(h["start"] for h in held)
+    assert starts[2] >= min(h["end"] for h in held)
+
+
+def test_no_gpu_is_claimed_inside_a_slurm_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("XAIMED_GPU_COUNT", "2")
+    monkeypatch.setenv("XAIMED_GPU_SLOT_DIR", str(tmp_path / "slots"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # SLURM's choice
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    assert gpu_slots.claim_gpu() is None
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    assert not (tmp_path / "slots").exists()
+
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    try:
+        assert gpu_slots.claim_gpu() == "0"
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+        assert gpu_slots.claim_gpu() is None  # one GPU per job: the first claim stands
+    finally:
+        gpu_slots.release_gpu()
