@@ -117,3 +117,16 @@ def test_training_stops_once_validation_loss_stalls_for_patience_epochs(store, t
         assert len(history) - best == 1  # stopped right after one epoch without a gain
     else:
         assert best >= 7  # never stalled
+
+
+def test_predefined_split_repeats_test_on_the_test_split_with_their_own_seed(store, tmp_path):
+    manifest = pd.read_parquet(store / "manifest.parquet")
+    test = manifest.index % 4 == 0
+    folds = pd.DataFrame(
+        {"image_id": manifest["image_id"], "fold": -1, "test": test, "excluded": False}
+    )
+    folds.to_parquet(store / "folds.parquet")
+    _, predictions = _train(store, tmp_path / "a", epochs=1, seed=5, batch_size=5)
+    assert sorted(predictions["image_id"]) == sorted(manifest.loc[test, "image_id"])
+    _, meta = load_checkpoint(tmp_path / "a" / "model.pt")
+    assert meta["seed"] == 5 + 1  # the repeat's seed: seed + fold (fold 1 here)
