@@ -231,7 +231,11 @@ def layouts(tmp_path_factory) -> Path:
             "brain": {"format": "imagefolder", "path": "data/brain", "label_map": BRAIN_MAP},
             "chest": {"format": "imagefolder", "path": "data/chest_xray", "cv": "predefined"},
             "ham": {"format": "ham10000", "path": "data/ham", "label_map": HAM_MAP},
-            "mnist": {"format": "medmnist", "path": "data/pathmnist.npz"},
+            "mnist": {
+                "format": "medmnist",
+                "path": "data/pathmnist.npz",
+                "label_map": {2: "tumour"},
+            },
             "own": {
                 "format": "csv",
                 "path": str(table.relative_to(workdir)),
@@ -348,7 +352,7 @@ def test_medmnist_npz_images_are_read_in_place(layouts):
     first = manifest.set_index("image_id").loc["train/0"]
     assert first["path"].endswith("pathmnist.npz#train/0")
     assert (first["label_name"], first["height"], first["width"]) == ("0", 28, 28)
-    assert sorted(manifest["label_name"].unique()) == ["0", "1", "2"]
+    assert sorted(manifest["label_name"].unique()) == ["0", "1", "tumour"]  # label_map {2: ...}
     store = np.load(layouts / "results" / "data" / "mnist" / "images.npy")
     with np.load(layouts / "data" / "pathmnist.npz") as archive:
         original = archive["train_images"][0]

@@ -320,6 +320,7 @@ def _content_hash(path: str, pixels: np.ndarray) -> str:
 
 
 def _apply_label_map(entries: pd.DataFrame, label_map: dict[str, str], dataset: str) -> None:
+    label_map = {str(k): str(v) for k, v in label_map.items()}  # YAML reads `0:` as a number
     unused = sorted(set(label_map) - set(entries["label_name"]))
     if unused:  # a config may map both namings of a dataset; only one of them is present
         log.info("dataset %s: label_map keys not among the classes: %s", dataset, unused)
