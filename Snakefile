@@ -3,7 +3,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo config unless one is given: `--configfile config/paper.yaml` would otherwise be merged
+# into it (its phantom datasets and the paper's datasets of the same names mixed).
+if not config:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import snakemake
+from tests.conftest import REPO, job_counts, snakemake
 from xaimed.datasets import REJECTED_COLUMNS, ingest_dataset
 from xaimed.duplicates import DUPLICATE_COLUMNS
 from xaimed.images import UnreadableImage, perceptual_hash, read_image
@@ -437,3 +437,25 @@ def test_multi_label_medmnist_is_refused(tmp_path):
     np.savez(path, train_images=np.zeros((2, 28, 28), np.uint8), train_labels=np.zeros((2, 14)))
     with pytest.raises(ValueError, match="multi-label"):
         ingest_dataset(path, dataset="chest", format="medmnist")
+
+
+# --------------------------------------------------------------------------- the study's config
+
+
+@pytest.mark.workflow
+def test_paper_config_needs_only_the_dataset_paths(tmp_path):
+    """config/paper.yaml with its paths filled in plans the whole study, also when run where the
+    demo config lies (as from a checkout: the two must not be merged)."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    for name, entry in paper["datasets"].items():
+        entry["path"] = str(tmp_path / "data" / name)
+        (tmp_path / "data" / name).mkdir(parents=True)
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(paper))
+    counts = job_counts(snakemake(tmp_path, "--dry-run", config="paper.yaml"))
+    n_data, n_folds = len(paper["datasets"]), paper["folds"]
+    assert "phantom" not in counts
+    assert counts["ingest"] == n_data
+    assert counts["train"] == n_data * len(paper["models"]) * n_folds
+    assert counts["explain"] == n_data * n_folds * len(paper["explain"]["methods"])
