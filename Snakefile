@@ -3,9 +3,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The demo config unless one is given: `--configfile config/paper.yaml` would otherwise be merged
-# into it (its phantom datasets and the paper's datasets of the same names mixed).
-if not config:
+# The demo config unless a config file is given: `--configfile config/paper.yaml` would otherwise
+# be merged into it (the demo's phantom datasets mixed with the paper's of the same names).
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
 
