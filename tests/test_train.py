@@ -137,3 +137,16 @@ def test_training_on_cuda_with_amp_writes_a_cpu_loadable_model(store, tmp_path):
         probs.numpy(), expected[["prob_healthy", "prob_lesion"]].to_numpy(), atol=0.05
     )
     assert meta["fold"] == 1
+
+
+def test_predefined_split_repeats_test_on_the_test_split_with_their_own_seed(store, tmp_path):
+    manifest = pd.read_parquet(store / "manifest.parquet")
+    test = manifest.index % 4 == 0
+    folds = pd.DataFrame(
+        {"image_id": manifest["image_id"], "fold": -1, "test": test, "excluded": False}
+    )
+    folds.to_parquet(store / "folds.parquet")
+    _, predictions = _train(store, tmp_path / "a", epochs=1, seed=5, batch_size=5)
+    assert sorted(predictions["image_id"]) == sorted(manifest.loc[test, "image_id"])
+    _, meta = load_checkpoint(tmp_path / "a" / "model.pt")
+    assert meta["seed"] == 5 + 1  # the repeat's seed: seed + fold (fold 1 here)

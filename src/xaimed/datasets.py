@@ -3,22 +3,38 @@
 The manifest is the single source of truth downstream: folds, preprocessing, training and
 explanation all refer to images by `image_id` and to classes by `label` (index into the sorted
 class names) and `label_name`.
+
+Each on-disk format (:data:`FORMATS`) only lists its images ("entries": image_id, path, raw
+label, group, split, mask); reading, checking and hashing every image is shared, so every
+format gets the same rejected-image and duplicate tables.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from PIL import Image
+
+from xaimed.duplicates import find_duplicates
+from xaimed.images import (
+    DICOM_SUFFIXES,
+    IMAGE_SUFFIXES,
+    UnreadableImage,
+    npz_source,
+    perceptual_hash,
+    read_image,
+    standardized_thumbnail,
+)
 
 log = logging.getLogger("xaimed.datasets")
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 # Folder names that mean "a predefined split", not "a class" (compared case-insensitively).
 SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
+TEST_SPLITS = frozenset({"test", "testing"})
 MANIFEST_COLUMNS = [
     "image_id",
     "path",
@@ -31,6 +47,10 @@ MANIFEST_COLUMNS = [
     "width",
     "mask_path",
 ]
+ENTRY_COLUMNS = ["image_id", "path", "label_name", "group", "split", "mask_path"]
+REJECTED_COLUMNS = ["image_id", "path", "label_name", "split", "reason"]
+FORMATS = ("imagefolder", "ham10000", "medmnist", "csv")
+HAM10000_COLUMNS = ("lesion_id", "image_id", "dx")
 
 
 def file_sha256(path: Path) -> str:
@@ -41,20 +61,47 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _entries(rows: list[dict], names: list[str] | None = None) -> pd.DataFrame:
+    """The entry table. ``names``: each image's file name relative to the dataset, whose
+    suffix the image_id drops unless two files differ only by it (scan.tif, scan.dcm)."""
+    frame = pd.DataFrame(rows, columns=ENTRY_COLUMNS)
+    if names is not None:
+        clash = frame["image_id"].duplicated(keep=False).to_numpy()
+        frame.loc[clash, "image_id"] = [n for n, c in zip(names, clash, strict=True) if c]
+    return frame
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    """Sub-folders, without hidden ones and macOS archive debris (__MACOSX)."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+
+
 def _class_roots(root: Path) -> list[tuple[str | None, Path]]:
-    """(split, folder holding class folders): the root itself, or one per split folder."""
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir())
+    """(split, folder holding class folders): one per split folder, else the root itself.
+
+    Kaggle's chest X-ray archive holds train/val/test next to a second copy of itself
+    (chest_xray/chest_xray) and __MACOSX: when split folders exist, other folders are ignored
+    (and logged). A lone folder that holds split folders (a wrapper left by unzipping) is
+    entered.
+    """
+    subdirs = _visible_dirs(root)
+    if len(subdirs) == 1 and any(p.name.lower() in SPLIT_NAMES for p in _visible_dirs(subdirs[0])):
+        return _class_roots(subdirs[0])
     splits = [p for p in subdirs if p.name.lower() in SPLIT_NAMES]
-    if splits and len(splits) == len(subdirs):
-        return [(p.name.lower(), p) for p in splits]
-    return [(None, root)]
+    if not splits:
+        return [(None, root)]
+    ignored = [p.name for p in subdirs if p not in splits]
+    if ignored:
+        log.warning("%s: split folders found; ignoring the other folders %s", root, ignored)
+    return [(p.name.lower(), p) for p in splits]
 
 
 def _image_files(class_dir: Path, mask_suffix: str) -> list[Path]:
+    suffixes = IMAGE_SUFFIXES | DICOM_SUFFIXES
     return sorted(
         p
         for p in class_dir.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith(mask_suffix)
+        if p.suffix.lower() in suffixes and not p.stem.endswith(mask_suffix) and p.is_file()
     )
 
 
@@ -66,44 +113,165 @@ def _mask_for(image: Path, mask_suffix: str) -> Path | None:
     return None
 
 
-def ingest_imagefolder(
-    root: str | Path,
-    *,
-    dataset: str = "dataset",
-    mask_suffix: str = "_mask",
-    label_map: dict[str, str] | None = None,
-) -> pd.DataFrame:
-    """Manifest of a one-folder-per-class dataset, optionally under split folders.
-
-    A file `X<mask_suffix>.png` beside image `X` is taken as its lesion mask. `label_map`
-    renames (or, mapping several folders to one name, merges) classes.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset {dataset!r}: folder {root} does not exist")
-    label_map = label_map or {}
-    rows = []
+def imagefolder_entries(root: Path, *, mask_suffix: str = "_mask", **_: object) -> pd.DataFrame:
+    """One folder per class, optionally under split folders (train/val/test, Training/Testing,
+    any case). A file `X<mask_suffix>.png` beside image `X` is its lesion mask."""
+    rows, names = [], []
     for split, class_root in _class_roots(root):
-        for class_dir in sorted(p for p in class_root.iterdir() if p.is_dir()):
-            label_name = label_map.get(class_dir.name, class_dir.name)
+        for class_dir in _visible_dirs(class_root):
             for image in _image_files(class_dir, mask_suffix):
-                with Image.open(image) as handle:
-                    width, height = handle.size
                 mask = _mask_for(image, mask_suffix)
+                names.append(image.relative_to(root).as_posix())
                 rows.append(
                     {
                         "image_id": image.relative_to(root).with_suffix("").as_posix(),
                         "path": str(image),
-                        "label_name": label_name,
+                        "label_name": class_dir.name,
                         "group": None,
                         "split": split,
-                        "sha256": file_sha256(image),
-                        "height": height,
-                        "width": width,
                         "mask_path": str(mask) if mask else None,
                     }
                 )
-    return finalise_manifest(pd.DataFrame(rows), dataset=dataset, source=root)
+    return _entries(rows, names)
+
+
+def _find_metadata(root: Path) -> Path:
+    found = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.name.lower().startswith("ham10000_metadata")
+        and p.suffix.lower() in (".csv", ".tab", ".txt", "")
+    )
+    if not found:
+        raise FileNotFoundError(
+            f"no HAM10000_metadata.csv under {root}; set `metadata:` to the metadata file"
+        )
+    return found[0]
+
+
+def ham10000_entries(
+    root: Path, *, mask_suffix: str = "_mask", metadata: str | None = None, **_: object
+) -> pd.DataFrame:
+    """HAM10000: `HAM10000_metadata.csv` (lesion_id, image_id, dx, ...) and the images, in any
+    folders under `root` (HAM10000_images_part_1/_2). `dx` is the class, `lesion_id` the group:
+    the set has several images of one lesion. Kaggle's copy holds each image twice (upper- and
+    lower-case folders): the first path in sorted order is used."""
+    table_path = Path(metadata) if metadata else _find_metadata(root)
+    table = pd.read_csv(table_path, sep=None, engine="python", dtype=str)
+    table.columns = [c.strip() for c in table.columns]
+    missing = [c for c in HAM10000_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{table_path}: missing column(s) {missing}; found {list(table.columns)}")
+    files: dict[str, Path] = {}
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            files.setdefault(path.stem, path)
+    rows = []
+    for lesion, image_id, dx in table[list(HAM10000_COLUMNS)].itertuples(index=False):
+        image, mask = files.get(image_id), files.get(f"{image_id}{mask_suffix}")
+        rows.append(
+            {
+                "image_id": image_id,
+                # a missing image stays in the list: inspection rejects it as "file not found"
+                "path": str(image) if image else str(root / f"{image_id}.jpg"),
+                "label_name": dx,
+                "group": lesion,
+                "split": None,
+                "mask_path": str(mask) if mask else None,
+            }
+        )
+    return _entries(rows)
+
+
+def medmnist_entries(npz: Path, **_: object) -> pd.DataFrame:
+    """A MedMNIST `.npz` ({train,val,test}_images, {train,val,test}_labels). Images stay in
+    the file: their manifest path is `file.npz#<split>/<index>`. Classes are the label
+    numbers, zero-padded to one width so that their sorted order is the numeric order."""
+    if not npz.is_file():
+        raise FileNotFoundError(f"MedMNIST file {npz} does not exist")
+    rows = []
+    with np.load(npz) as archive:
+        splits = [s for s in ("train", "val", "test") if f"{s}_images" in archive.files]
+        if not splits:
+            raise ValueError(f"{npz} holds no <split>_images array; found {archive.files}")
+        labels = {s: np.asarray(archive[f"{s}_labels"]) for s in splits}
+    n_classes = int(max(v.max() for v in labels.values())) + 1
+    width = len(str(n_classes - 1))
+    for split in splits:
+        values = labels[split]
+        if values.ndim == 2 and values.shape[1] != 1:
+            raise ValueError(
+                f"{npz}: {split}_labels has shape {values.shape}: a multi-label set; xaimed "
+                "classifies one label per image"
+            )
+        digits = len(str(len(values) - 1))
+        for index, value in enumerate(values.reshape(-1)):
+            rows.append(
+                {
+                    "image_id": f"{split}/{index:0{digits}d}",
+                    "path": npz_source(npz, split, index),
+                    "label_name": f"{int(value):0{width}d}",
+                    "group": None,
+                    "split": split,
+                    "mask_path": None,
+                }
+            )
+    return _entries(rows)
+
+
+def csv_entries(
+    table_path: Path,
+    *,
+    path_column: str = "path",
+    label_column: str = "label",
+    group_column: str | None = None,
+    split_column: str | None = None,
+    mask_column: str | None = None,
+    **_: object,
+) -> pd.DataFrame:
+    """Any table with a path and a label column (optional group, split, mask columns); relative
+    paths are relative to the table's folder."""
+    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    wanted = [c for c in (path_column, label_column, group_column, split_column, mask_column) if c]
+    missing = [c for c in wanted if c not in table.columns]
+    if missing:
+        raise ValueError(f"{table_path}: missing column(s) {missing}; found {list(table.columns)}")
+    repeated = table[path_column][table[path_column].duplicated()]
+    if len(repeated):
+        raise ValueError(f"{table_path}: image {repeated.iloc[0]!r} is listed more than once")
+    base = table_path.parent
+
+    def resolve(value: str) -> Path:
+        return Path(value) if Path(value).is_absolute() else base / value
+
+    def optional(row: pd.Series, column: str | None) -> str | None:
+        return (row[column] or None) if column else None
+
+    rows = []
+    for _, row in table.iterrows():
+        path = resolve(row[path_column])
+        mask = optional(row, mask_column)
+        split = optional(row, split_column)
+        rows.append(
+            {
+                "image_id": Path(row[path_column]).with_suffix("").as_posix(),
+                "path": str(path),
+                "label_name": row[label_column],
+                "group": optional(row, group_column),
+                "split": split.lower() if split else None,
+                "mask_path": str(resolve(mask)) if mask else None,
+            }
+        )
+    return _entries(rows, table[path_column].tolist())
+
+
+LISTERS = {
+    "imagefolder": imagefolder_entries,
+    "ham10000": ham10000_entries,
+    "medmnist": medmnist_entries,
+    "csv": csv_entries,
+}
 
 
 def finalise_manifest(frame: pd.DataFrame, *, dataset: str, source: Path) -> pd.DataFrame:
@@ -135,20 +303,121 @@ def class_names(manifest: pd.DataFrame) -> list[str]:
     return pairs["label_name"].tolist()
 
 
-FORMATS = ("imagefolder",)
+@dataclass(frozen=True)
+class Ingested:
+    """What ingest writes: the manifest and the integrity tables beside it."""
+
+    manifest: pd.DataFrame
+    rejected: pd.DataFrame
+    duplicates: pd.DataFrame
 
 
-def ingest(
+def _content_hash(path: str, pixels: np.ndarray) -> str:
+    if Path(path).is_file():
+        return file_sha256(Path(path))
+    # an image inside an .npz: hash its pixels (and shape)
+    return hashlib.sha256(str(pixels.shape).encode() + pixels.tobytes()).hexdigest()
+
+
+def _apply_label_map(entries: pd.DataFrame, label_map: dict[str, str], dataset: str) -> None:
+    label_map = {str(k): str(v) for k, v in label_map.items()}  # YAML reads `0:` as a number
+    unused = sorted(set(label_map) - set(entries["label_name"]))
+    if unused:  # a config may map both namings of a dataset; only one of them is present
+        log.info("dataset %s: label_map keys not among the classes: %s", dataset, unused)
+    entries["label_name"] = entries["label_name"].map(lambda name: label_map.get(name, name))
+
+
+def _inspect(
+    entries: pd.DataFrame, dataset: str, on_bad_image: str, dicom_window: list | None
+) -> tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray], pd.DataFrame]:
+    """Read every image once: content hash, size and fingerprints (perceptual hash and
+    thumbnail) of the readable ones, a reason for each unreadable one."""
+    window = tuple(dicom_window) if dicom_window else None
+    good, hashes, thumbnails, rejected = [], [], [], []
+    n = len(entries)
+    step = max(1, n // 10)
+    for row, entry in enumerate(entries.itertuples(index=False)):
+        try:
+            pixels = read_image(entry.path, window)
+            if pixels.size == 0:
+                raise UnreadableImage("no pixels")
+        except UnreadableImage as error:
+            if on_bad_image == "fail":
+                raise ValueError(
+                    f"dataset {dataset!r}: cannot read image {entry.path}: {error} "
+                    "(on_bad_image: fail; `skip` lists bad files in rejected.parquet instead)"
+                ) from None
+            rejected.append({**entry._asdict(), "reason": str(error)})
+        else:
+            good.append(
+                {
+                    **entry._asdict(),
+                    "sha256": _content_hash(entry.path, pixels),
+                    "height": int(pixels.shape[0]),
+                    "width": int(pixels.shape[1]),
+                }
+            )
+            hashes.append(perceptual_hash(pixels))
+            thumbnails.append(standardized_thumbnail(pixels))
+        if (row + 1) % step == 0 or row + 1 == n:
+            log.info("images read %d/%d (%d rejected)", row + 1, n, len(rejected))
+    rejected = pd.DataFrame(rejected, columns=[*ENTRY_COLUMNS, "reason"])[REJECTED_COLUMNS]
+    if len(rejected):
+        log.warning(
+            "dataset %s: %d unreadable image(s) left out, e.g. %s (%s); all in rejected.parquet",
+            dataset,
+            len(rejected),
+            rejected["path"].iloc[0],
+            rejected["reason"].iloc[0],
+        )
+    frame = pd.DataFrame(good, columns=[*ENTRY_COLUMNS, "sha256", "height", "width"])
+    fingerprints = (np.array(hashes, dtype=np.uint64), np.array(thumbnails).reshape(len(good), -1))
+    return frame, fingerprints, rejected
+
+
+def ingest_dataset(
     source: str | Path,
     *,
     dataset: str,
     format: str = "imagefolder",  # noqa: A002 - the config's own word
-    mask_suffix: str = "_mask",
     label_map: dict[str, str] | None = None,
-) -> pd.DataFrame:
-    """The manifest of a dataset in any supported on-disk format."""
-    if format == "imagefolder":
-        return ingest_imagefolder(
-            source, dataset=dataset, mask_suffix=mask_suffix, label_map=label_map
-        )
-    raise ValueError(f"dataset {dataset!r}: unknown format {format!r}; supported: {FORMATS}")
+    on_bad_image: str = "skip",
+    near_duplicate_distance: int = 4,
+    dicom_window: list[float] | None = None,
+    **options: object,
+) -> Ingested:
+    """Manifest, rejected images and duplicate pairs of a dataset in any of :data:`FORMATS`.
+
+    ``options`` go to the format's lister (mask_suffix, metadata, *_column). ``label_map``
+    renames raw class names (several to one name merges them).
+    """
+    if format not in LISTERS:
+        raise ValueError(f"dataset {dataset!r}: unknown format {format!r}; supported: {FORMATS}")
+    if on_bad_image not in ("skip", "fail"):
+        raise ValueError(f"dataset {dataset!r}: on_bad_image must be skip or fail")
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"dataset {dataset!r}: {source} does not exist")
+    options = {k: v for k, v in options.items() if v is not None}
+    entries = LISTERS[format](source, **options)
+    if entries.empty:
+        raise ValueError(f"dataset {dataset!r}: no images found under {source}")
+    repeated = entries["image_id"][entries["image_id"].duplicated()]
+    if len(repeated):
+        raise ValueError(f"dataset {dataset!r}: image id {repeated.iloc[0]!r} occurs twice")
+    entries = entries.sort_values("image_id", kind="stable").reset_index(drop=True)
+    _apply_label_map(entries, label_map or {}, dataset)
+    frame, (hashes, thumbnails), rejected = _inspect(entries, dataset, on_bad_image, dicom_window)
+    manifest = finalise_manifest(frame, dataset=dataset, source=source)
+    duplicates = find_duplicates(manifest, hashes, thumbnails, near_duplicate_distance)
+    return Ingested(manifest, rejected, duplicates)
+
+
+def ingest(source: str | Path, *, dataset: str, **options: object) -> pd.DataFrame:
+    """The manifest alone (see :func:`ingest_dataset`)."""
+    return ingest_dataset(source, dataset=dataset, **options).manifest
+
+
+def ingest_imagefolder(root: str | Path, *, dataset: str = "dataset", **options) -> pd.DataFrame:
+    """The manifest of a one-folder-per-class dataset (see :func:`imagefolder_entries`)."""
+    return ingest(root, dataset=dataset, format="imagefolder", **options)

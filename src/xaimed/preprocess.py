@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from xaimed.images import read_image, to_rgb
 from xaimed.runtime import atomic_write
 
 log = logging.getLogger("xaimed.preprocess")
@@ -29,10 +30,12 @@ def _square(image: Image.Image, fill: int | tuple[int, ...]) -> Image.Image:
     return ImageOps.expand(image, (left, top, side - width - left, side - height - top), fill)
 
 
-def load_image(path: str | Path, size: int) -> np.ndarray:
-    """An image file as uint8 (3, size, size) RGB; grayscale is replicated to three channels."""
-    with Image.open(path) as handle:
-        image = handle.convert("RGB")
+def load_image(
+    path: str | Path, size: int, dicom_window: tuple[float, float] | None = None
+) -> np.ndarray:
+    """An image (any source :func:`xaimed.images.read_image` reads) as uint8 (3, size, size)
+    RGB; grayscale is replicated to three channels."""
+    image = Image.fromarray(to_rgb(read_image(path, dicom_window)))
     image = _square(image, (0, 0, 0)).resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
@@ -53,9 +56,17 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 
 
 def preprocess(
-    manifest: pd.DataFrame, image_size: int, images_path: str | Path, masks_path: str | Path
+    manifest: pd.DataFrame,
+    image_size: int,
+    images_path: str | Path,
+    masks_path: str | Path,
+    dicom_window: list[float] | None = None,
 ) -> None:
-    """Resize every image (padded to square) and mask of the manifest into the store."""
+    """Resize every image (padded to square) and mask of the manifest into the store.
+
+    `dicom_window` must be the one ingest used (the dataset's config), so both see the same
+    pixels."""
+    window = tuple(dicom_window) if dicom_window else None
     n = len(manifest)
     images = np.empty((n, 3, image_size, image_size), dtype=np.uint8)
     masks = np.empty((n, image_size, image_size), dtype=np.uint8)
@@ -63,7 +74,7 @@ def preprocess(
     for row, (path, mask_path) in enumerate(
         zip(manifest["path"], manifest["mask_path"], strict=True)
     ):
-        images[row] = load_image(path, image_size)
+        images[row] = load_image(path, image_size, window)
         masks[row] = load_mask(mask_path, image_size)
         if (row + 1) % step == 0 or row + 1 == n:
             log.info("images done %d/%d", row + 1, n)

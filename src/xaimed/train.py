@@ -11,7 +11,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from torch import nn
 
 from xaimed import models
 from xaimed.datasets import class_names
+from xaimed.folds import fold_rows, fold_seed
 from xaimed.runtime import atomic_write, seed_everything, select_device
 
 log = logging.getLogger("xaimed.train")
@@ -316,16 +317,16 @@ def train_fold(
 ) -> pd.DataFrame:
     """Train `settings.model` on every fold but `fold`, keep the best validation epoch, and
     predict the held-out fold. Returns the history table."""
-    seed_everything(settings.seed)
     manifest = pd.read_parquet(manifest_path)
     folds = pd.read_parquet(folds_path)
+    settings = replace(settings, seed=fold_seed(folds, fold, settings.seed))
+    seed_everything(settings.seed)
     if not manifest["image_id"].equals(folds["image_id"]):
         raise ValueError(f"{folds_path} does not list the images of {manifest_path} in order")
     names = class_names(manifest)
     store = np.load(images_path, mmap_mode="r")
     labels = manifest["label"].to_numpy()
-    held_out = np.flatnonzero(folds["fold"].to_numpy() == fold)
-    fit_rows = np.flatnonzero(folds["fold"].to_numpy() != fold)
+    fit_rows, held_out = fold_rows(folds, fold)
     if len(held_out) == 0:
         raise ValueError(f"dataset {dataset!r}: fold {fold} has no images in {folds_path}")
     train_part, val_part = split_train_val(labels[fit_rows], settings.val_fraction, settings.seed)

@@ -10,6 +10,22 @@ EXPLAIN_MODELS = [m for m in config["explain"]["models"] if m in MODELS]
 METHODS = list(config["explain"]["methods"])
 FOLDS = list(range(config["folds"]))
 PHANTOM_DEFAULTS = {"n_per_class": 60, "phantom_size": 128}
+INGEST_DEFAULTS = {
+    "format": "imagefolder",
+    "mask_suffix": "_mask",
+    "label_map": {},
+    "on_bad_image": "skip",
+    "near_duplicate_distance": 4,
+}
+INGEST_OPTIONAL = [
+    "metadata",
+    "dicom_window",
+    "path_column",
+    "label_column",
+    "group_column",
+    "split_column",
+    "mask_column",
+]
 
 
 def _alternatives(names):
@@ -50,12 +66,11 @@ def ingest_input(wildcards):
 
 
 def ingest_params(wildcards):
+    """The dataset's ingest options, defaults filled in (see xaimed.datasets.ingest_dataset)."""
     entry = dataset_config(wildcards.dataset)
-    return {
-        "format": entry.get("format", "imagefolder"),
-        "mask_suffix": entry.get("mask_suffix", "_mask"),
-        "label_map": entry.get("label_map", {}),
-    }
+    params = {key: entry.get(key, default) for key, default in INGEST_DEFAULTS.items()}
+    params.update({key: entry[key] for key in INGEST_OPTIONAL if key in entry})
+    return params
 
 
 def training_settings(wildcards):
@@ -240,3 +255,19 @@ def report_targets():
     if EXPLAIN_MODELS:
         targets.append("results/figures/xai_timing.png")
     return targets
+
+
+def folds_params(wildcards):
+    """How the dataset is split: k-fold or its own split, and whether duplicates are grouped."""
+    entry = dataset_config(wildcards.dataset)
+    return {
+        "n_folds": config["folds"],
+        "seed": config["seed"],
+        "cv": entry.get("cv", "kfold"),
+        "group_duplicates": entry.get("duplicates", "group") == "group",
+    }
+
+
+def read_params(wildcards):
+    """Options that change the pixels read from the files: ingest and preprocess must agree."""
+    return {"dicom_window": dataset_config(wildcards.dataset).get("dicom_window")}

@@ -22,6 +22,8 @@ rule ingest:
         unpack(ingest_input),
     output:
         manifest="results/data/{dataset}/manifest.parquet",
+        rejected="results/data/{dataset}/rejected.parquet",
+        duplicates="results/data/{dataset}/duplicates.parquet",
     log:
         "logs/ingest/{dataset}.log",
     benchmark:
@@ -42,6 +44,7 @@ rule ingest:
 rule folds:
     input:
         manifest="results/data/{dataset}/manifest.parquet",
+        duplicates="results/data/{dataset}/duplicates.parquet",
     output:
         folds="results/data/{dataset}/folds.parquet",
     log:
@@ -55,8 +58,7 @@ rule folds:
         mem_mb=1000,
         runtime=10,
     params:
-        n_folds=config["folds"],
-        seed=config["seed"],
+        folds=folds_params,
     script:
         "../scripts/folds.py"
 
@@ -79,5 +81,6 @@ rule preprocess:
         runtime=60,
     params:
         image_size=config["image_size"],
+        read=read_params,
     script:
         "../scripts/preprocess.py"

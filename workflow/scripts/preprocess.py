@@ -11,4 +11,5 @@ preprocess(
     snakemake.params.image_size,
     snakemake.output.images,
     snakemake.output.masks,
+    dicom_window=snakemake.params.read["dicom_window"],
 )
