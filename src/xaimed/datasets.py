@@ -31,6 +31,9 @@ MANIFEST_COLUMNS = [
     "width",
     "mask_path",
 ]
+# Optional per-image metadata in a dataset's root: an image_id column, and any other columns
+# (a site, hospital or device) that are added to the manifest.
+METADATA_FILE = "metadata.csv"
 
 
 def file_sha256(path: Path) -> str:
@@ -103,7 +106,29 @@ def ingest_imagefolder(
                         "mask_path": str(mask) if mask else None,
                     }
                 )
-    return finalise_manifest(pd.DataFrame(rows), dataset=dataset, source=root)
+    manifest = finalise_manifest(pd.DataFrame(rows), dataset=dataset, source=root)
+    if (root / METADATA_FILE).is_file():
+        manifest = add_metadata(manifest, root / METADATA_FILE, dataset=dataset)
+    return manifest
+
+
+def add_metadata(manifest: pd.DataFrame, path: Path, *, dataset: str) -> pd.DataFrame:
+    """The manifest with the extra columns of a metadata CSV (image_id + columns), matched by
+    image_id; every image must be listed, and the manifest's own columns cannot be replaced."""
+    metadata = pd.read_csv(path, dtype={"image_id": str})
+    if "image_id" not in metadata.columns:
+        raise ValueError(f"dataset {dataset!r}: {path} has no image_id column")
+    clash = sorted(set(metadata.columns) & set(MANIFEST_COLUMNS) - {"image_id"})
+    if clash:
+        raise ValueError(f"dataset {dataset!r}: {path} redefines manifest columns {clash}")
+    if metadata["image_id"].duplicated().any():
+        raise ValueError(f"dataset {dataset!r}: {path} lists an image_id more than once")
+    missing = sorted(set(manifest["image_id"]) - set(metadata["image_id"]))
+    if missing:
+        raise ValueError(
+            f"dataset {dataset!r}: {path} lacks {len(missing)} images, e.g. {missing[:3]}"
+        )
+    return manifest.merge(metadata, on="image_id", how="left", validate="one_to_one")
 
 
 def finalise_manifest(frame: pd.DataFrame, *, dataset: str, source: Path) -> pd.DataFrame:

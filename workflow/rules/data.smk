@@ -55,8 +55,7 @@ rule folds:
         mem_mb=1000,
         runtime=10,
     params:
-        n_folds=config["folds"],
-        seed=config["seed"],
+        folds=folds_params,
     script:
         "../scripts/folds.py"
 

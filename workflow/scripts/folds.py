@@ -7,5 +7,5 @@ from xaimed.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 manifest = pd.read_parquet(snakemake.input.manifest)
-folds = assign_folds(manifest, snakemake.params.n_folds, snakemake.params.seed)
+folds = assign_folds(manifest, **snakemake.params.folds)
 folds.to_parquet(snakemake.output.folds, index=False)
