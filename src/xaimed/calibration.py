@@ -17,7 +17,7 @@ from scipy import optimize
 from scipy.special import log_softmax, softmax
 
 DEFAULT_BINS = 15
-TEMPERATURE_RANGE = (0.05, 20.0)
+TEMPERATURE_RANGE = (0.1, 10.0)
 
 
 def _check(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from sklearn.metrics import f1_score
 
 from xaimed.calibration import (
     DEFAULT_BINS,
+    TEMPERATURE_RANGE,
     brier_score,
     expected_calibration_error,
     fit_temperature,
@@ -246,6 +247,12 @@ def generalise(
             val_logits = predict_logits(model, np.ascontiguousarray(images[val]), mean, std, dev)
             temperature = fit_temperature(val_logits, labels[val])
             log.info("temperature %.3f fitted on %d validation images", temperature, len(val))
+            if np.isclose(temperature, TEMPERATURE_RANGE, rtol=1e-3).any():
+                # A validation part classified perfectly (small parts often are) pushes T to 0.
+                log.warning(
+                    "temperature at the bound of %s: too few validation errors to fit it",
+                    TEMPERATURE_RANGE,
+                )
         else:
             log.warning(
                 "no validation part (val_fraction %s): no temperature scaling", val_fraction
