@@ -197,12 +197,12 @@ def site_profile(site: int) -> SiteProfile:
         return SiteProfile()
     rng = np.random.default_rng([20_061, int(site)])
     return SiteProfile(
-        gamma=float(np.exp(rng.uniform(-0.3, 0.3))),
-        gain=float(rng.uniform(0.85, 1.15)),
-        offset=float(rng.uniform(-0.04, 0.04)),
-        noise=float(rng.uniform(0.0, 0.04)),
-        blur=float(rng.uniform(0.0, 0.012)),
-        bias=float(rng.uniform(0.0, 0.25)),
+        gamma=float(np.exp(rng.uniform(-0.15, 0.15))),
+        gain=float(rng.uniform(0.93, 1.07)),
+        offset=float(rng.uniform(-0.02, 0.02)),
+        noise=float(rng.uniform(0.0, 0.03)),
+        blur=float(rng.uniform(0.0, 0.01)),
+        bias=float(rng.uniform(0.0, 0.2)),
         resolution=float(rng.uniform(1.0, 2.0)),
     )
 
