@@ -297,22 +297,23 @@ def generalise(
 
     stability = pd.DataFrame(columns=STABILITY_COLUMNS)
     if cam_methods and shifted_images:
-        n = min(int(cam_images), len(rows))
-        clean_pred = logits_of[(IN_DOMAIN, 0)].argmax(1)[:n]
-        x_clean = normalize(torch.from_numpy(clean[:n]), mean, std).to(dev)
+        # The classes in turn again: the first rows would all be of the first class.
+        pick = held_out_subset(manifest["image_id"].iloc[rows], y, int(cam_images))
+        clean_pred = logits_of[(IN_DOMAIN, 0)].argmax(1)[pick]
+        x_clean = normalize(torch.from_numpy(clean[pick]), mean, std).to(dev)
         x_shift = {
-            k: normalize(torch.from_numpy(v[:n]), mean, std).to(dev)
+            k: normalize(torch.from_numpy(v[pick]), mean, std).to(dev)
             for k, v in shifted_images.items()
         }
-        pred_shift = {k: logits_of[k].argmax(1)[:n] for k in shifted_images}
+        pred_shift = {k: logits_of[k].argmax(1)[pick] for k in shifted_images}
         found = []
         for method in cam_methods:
             found += cam_stability(
                 model, meta["model"], method, x_clean, x_shift, clean_pred, pred_shift
             )
-            log.info("CAM stability of %s done on %d images", method, n)
+            log.info("CAM stability of %s done on %d images", method, len(pick))
         stability = pd.DataFrame(found)
-        ids = manifest["image_id"].to_numpy()[rows[:n]]
+        ids = manifest["image_id"].to_numpy()[rows[pick]]
         stability = stability.assign(
             dataset=meta.get("dataset"),
             model=meta["model"],

@@ -188,8 +188,10 @@ def site_profile(site: int) -> SiteProfile:
     """Site 0 is the reference scanner (no change); every other site's profile is drawn from a
     generator seeded by the site number alone, so site k is the same scanner in every dataset.
 
-    The ranges are mild on purpose: a model should still learn the task across sites, and a
-    site it has not seen should cost some accuracy, not all of it.
+    The ranges are wide enough that an unseen site costs accuracy: a ResNet50 trained on one
+    site of the chest phantom scored 0.57 on the other (0.88 in-site; config/sites.yaml). Half
+    these ranges left no effect beyond the run-to-run noise of two folds. Phantoms are
+    single-site unless `sites` is set, so the demo never sees these effects.
     """
     if int(site) != site or site < 0:
         raise ValueError(f"site must be a non-negative integer, got {site!r}")
@@ -197,12 +199,12 @@ def site_profile(site: int) -> SiteProfile:
         return SiteProfile()
     rng = np.random.default_rng([20_061, int(site)])
     return SiteProfile(
-        gamma=float(np.exp(rng.uniform(-0.15, 0.15))),
-        gain=float(rng.uniform(0.93, 1.07)),
-        offset=float(rng.uniform(-0.02, 0.02)),
-        noise=float(rng.uniform(0.0, 0.03)),
-        blur=float(rng.uniform(0.0, 0.01)),
-        bias=float(rng.uniform(0.0, 0.2)),
+        gamma=float(np.exp(rng.uniform(-0.3, 0.3))),
+        gain=float(rng.uniform(0.85, 1.15)),
+        offset=float(rng.uniform(-0.04, 0.04)),
+        noise=float(rng.uniform(0.0, 0.04)),
+        blur=float(rng.uniform(0.0, 0.012)),
+        bias=float(rng.uniform(0.0, 0.25)),
         resolution=float(rng.uniform(1.0, 2.0)),
     )
 
