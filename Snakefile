@@ -19,6 +19,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/generalise.smk"
 
 
 # Quick jobs run where Snakemake runs (the login node under profiles/slurm) rather than queue.

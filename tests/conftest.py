@@ -70,6 +70,14 @@ TINY = {
         "batch_size": 4,
     },
     "threads": {"train": 1, "explain": 1},
+    "shift": {
+        "models": ["resnet18"],
+        "severities": [1, 5],
+        "max_images": None,
+        "cam_methods": ["gradcampp"],
+        "cam_severity": 5,
+        "cam_images": 4,
+    },
 }
 
 

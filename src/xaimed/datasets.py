@@ -51,6 +51,9 @@ ENTRY_COLUMNS = ["image_id", "path", "label_name", "group", "split", "mask_path"
 REJECTED_COLUMNS = ["image_id", "path", "label_name", "split", "reason"]
 FORMATS = ("imagefolder", "ham10000", "medmnist", "csv")
 HAM10000_COLUMNS = ("lesion_id", "image_id", "dx")
+# Optional per-image metadata in a dataset's root: an image_id column, and any other columns
+# (a site, hospital or device) that are added to the manifest.
+METADATA_FILE = "metadata.csv"
 
 
 def file_sha256(path: Path) -> str:
@@ -274,6 +277,25 @@ LISTERS = {
 }
 
 
+def add_metadata(manifest: pd.DataFrame, path: Path, *, dataset: str) -> pd.DataFrame:
+    """The manifest with the extra columns of a metadata CSV (image_id + columns), matched by
+    image_id; every image must be listed, and the manifest's own columns cannot be replaced."""
+    metadata = pd.read_csv(path, dtype={"image_id": str})
+    if "image_id" not in metadata.columns:
+        raise ValueError(f"dataset {dataset!r}: {path} has no image_id column")
+    clash = sorted(set(metadata.columns) & set(MANIFEST_COLUMNS) - {"image_id"})
+    if clash:
+        raise ValueError(f"dataset {dataset!r}: {path} redefines manifest columns {clash}")
+    if metadata["image_id"].duplicated().any():
+        raise ValueError(f"dataset {dataset!r}: {path} lists an image_id more than once")
+    missing = sorted(set(manifest["image_id"]) - set(metadata["image_id"]))
+    if missing:
+        raise ValueError(
+            f"dataset {dataset!r}: {path} lacks {len(missing)} images, e.g. {missing[:3]}"
+        )
+    return manifest.merge(metadata, on="image_id", how="left", validate="one_to_one")
+
+
 def finalise_manifest(frame: pd.DataFrame, *, dataset: str, source: Path) -> pd.DataFrame:
     """Check a raw manifest, number the classes (sorted names) and order rows by image_id."""
     if frame.empty:
@@ -409,6 +431,8 @@ def ingest_dataset(
     _apply_label_map(entries, label_map or {}, dataset)
     frame, (hashes, thumbnails), rejected = _inspect(entries, dataset, on_bad_image, dicom_window)
     manifest = finalise_manifest(frame, dataset=dataset, source=source)
+    if source.is_dir() and (source / METADATA_FILE).is_file():
+        manifest = add_metadata(manifest, source / METADATA_FILE, dataset=dataset)
     duplicates = find_duplicates(manifest, hashes, thumbnails, near_duplicate_distance)
     return Ingested(manifest, rejected, duplicates)
 

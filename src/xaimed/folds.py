@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
 from xaimed.datasets import TEST_SPLITS
 
 log = logging.getLogger("xaimed.folds")
 
 FOLD_COLUMNS = ["image_id", "fold", "test", "excluded"]
-CV_SCHEMES = ("kfold", "predefined")
+CV_SCHEMES = ("kfold", "predefined", "leave_site_out")
 
 
 def leakage_groups(manifest: pd.DataFrame, duplicates: pd.DataFrame | None) -> np.ndarray | None:
@@ -62,11 +62,16 @@ def assign_folds(
     *,
     duplicates: pd.DataFrame | None = None,
     cv: str = "kfold",
+    site_column: str = "site",
 ) -> pd.DataFrame:
     """The fold table of `manifest` (see the module docstring); `duplicates` is ingest's
-    duplicate-pair table (None or empty: images are only grouped by `group`)."""
+    duplicate-pair table (None or empty: images are only grouped by `group`). With
+    `cv="leave_site_out"` the folds are whole sites (the manifest column `site_column`): each
+    fold is tested by a model that never saw its site(s)."""
     if cv == "predefined":
         return _predefined(manifest, duplicates)
+    if cv == "leave_site_out":
+        return _site_folds(manifest, n_folds, site_column)
     if cv != "kfold":
         raise ValueError(f"unknown cv {cv!r}; use one of {CV_SCHEMES}")
     counts = manifest["label_name"].value_counts()
@@ -158,3 +163,25 @@ def fold_seed(folds: pd.DataFrame, fold: int, seed: int) -> int:
     predefined split (they hold out the same images, so only the seed tells them apart)."""
     predefined = "test" in folds and bool(folds["test"].any())
     return seed + fold if predefined else seed
+
+
+def _site_folds(manifest: pd.DataFrame, n_folds: int, site_column: str) -> pd.DataFrame:
+    if site_column not in manifest.columns:
+        raise ValueError(
+            f"cv leave_site_out needs the manifest column {site_column!r} (site_column); the "
+            f"manifest has {list(manifest.columns)}"
+        )
+    sites = manifest[site_column]
+    if sites.isna().any():
+        raise ValueError(f"manifest column {site_column!r} is empty for some images")
+    n_sites = sites.nunique()
+    if n_sites < n_folds:
+        raise ValueError(
+            f"cv leave_site_out: {n_sites} sites in column {site_column!r} cannot fill "
+            f"{n_folds} folds; set `folds` to at most {n_sites}"
+        )
+    fold = pd.Series(-1, index=manifest.index, dtype="int64")
+    splits = GroupKFold(n_splits=n_folds).split(manifest, groups=sites.astype(str).to_numpy())
+    for k, (_, test_rows) in enumerate(splits):
+        fold.iloc[test_rows] = k
+    return _table(manifest, fold.to_numpy(), np.zeros(len(manifest), bool))

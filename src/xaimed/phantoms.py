@@ -33,6 +33,9 @@ import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
+from xaimed.datasets import METADATA_FILE
+from xaimed.shift import acquire_at_site, site_profile
+
 PHANTOM_CLASSES: dict[str, tuple[str, ...]] = {
     "brain_mri": ("glioma", "meningioma", "no_tumor", "pituitary"),
     "skin_lesion": ("benign", "malignant"),
@@ -622,7 +625,12 @@ def phantom_rng(kind: str, class_name: str, index: int, seed: int = 0) -> np.ran
 
 
 def write_phantom_dataset(
-    kind: str, out_dir: str | Path, n_per_class: int, image_size: int = 128, seed: int = 0
+    kind: str,
+    out_dir: str | Path,
+    n_per_class: int,
+    image_size: int = 128,
+    seed: int = 0,
+    sites: int = 1,
 ) -> pd.DataFrame:
     """Write out_dir/<class>/<kind>_<class>_<i:04d>.png and ..._mask.png (mask as 0/255
     grayscale PNG) for every class; returns a table with columns path, mask_path, class_name.
@@ -631,6 +639,11 @@ def write_phantom_dataset(
     depend on n_per_class. Creates out_dir. Unknown kind -> ValueError naming the kind and the
     known ones; n_per_class < 1, image_size < 32 or seed < 0 -> ValueError naming the argument.
     Image i of a class is rendered from phantom_rng(kind, class_name, i, seed).
+
+    Image i of every class is acquired at site i % `sites` (:func:`xaimed.shift.site_profile`:
+    intensity curve, noise, blur, bias field, resolution); site 0 changes nothing, so
+    `sites=1` writes the same bytes as before sites existed. With several sites,
+    `metadata.csv` in out_dir lists each image_id with its site, for the manifest.
     """
     classes = _check_kind(kind)
     if int(n_per_class) != n_per_class or n_per_class < 1:
@@ -638,19 +651,29 @@ def write_phantom_dataset(
     image_size = _check_size(image_size, "image_size")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if int(sites) != sites or sites < 1:
+        raise ValueError(f"sites must be an integer >= 1, got {sites!r}")
+    profiles = [site_profile(k) for k in range(int(sites))]
     out_dir = Path(out_dir)
-    rows = []
+    rows, metadata = [], []
     for class_name in classes:
         class_dir = out_dir / class_name
         class_dir.mkdir(parents=True, exist_ok=True)
         for i in range(int(n_per_class)):
             rng = phantom_rng(kind, class_name, i, int(seed))
             image, mask = render(kind, class_name, rng, image_size)
+            site = i % int(sites)
+            # A stream of its own, so the site never changes what the renderer draws.
+            site_rng = np.random.default_rng([int(seed), *rng.integers(0, 2**62, size=2)])
+            image = acquire_at_site(image, profiles[site], site_rng)
             stem = f"{kind}_{class_name}_{i:04d}"
+            metadata.append({"image_id": f"{class_name}/{stem}", "site": f"site{site}"})
             path = class_dir / f"{stem}.png"
             mask_path = class_dir / f"{stem}{MASK_SUFFIX}.png"
             # Fast zlib level: generation time matters more than a few kB per file.
             Image.fromarray(image).save(path, compress_level=1)
             Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path, compress_level=1)
             rows.append({"path": str(path), "mask_path": str(mask_path), "class_name": class_name})
+    if sites > 1:  # a single-site dataset stays exactly as it was, folder and manifest
+        pd.DataFrame(metadata).to_csv(out_dir / METADATA_FILE, index=False)
     return pd.DataFrame(rows, columns=["path", "mask_path", "class_name"])

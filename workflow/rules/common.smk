@@ -55,6 +55,8 @@ def phantom_params(wildcards):
         "n_per_class": entry["n_per_class"],
         "image_size": entry["phantom_size"],
         "seed": config["seed"],
+        # Only when asked for, so single-site runs keep their params (no rerun).
+        **({"sites": entry["sites"]} if entry.get("sites", 1) > 1 else {}),
     }
 
 
@@ -165,6 +167,7 @@ def all_targets():
     targets = expand("results/tables/{table}.{ext}", table=tables, ext=["csv", "md"])
     if EXPLAIN_MODELS:
         targets += expand("results/figures/cams_{dataset}.png", dataset=DATASETS)
+    targets += generalisation_targets()
     return targets + report_targets()
 
 
@@ -257,17 +260,81 @@ def report_targets():
     return targets
 
 
+def read_params(wildcards):
+    """Options that change the pixels read from the files: ingest and preprocess must agree."""
+    return {"dicom_window": dataset_config(wildcards.dataset).get("dicom_window")}
+
+
+# --- generalisation: corruptions, calibration, sites (rules in generalise.smk)
+SHIFT = config["shift"]
+SHIFT_MODELS = [m for m in SHIFT["models"] if m in MODELS]
+
+
 def folds_params(wildcards):
-    """How the dataset is split: k-fold or its own split, and whether duplicates are grouped."""
+    """How the dataset is split (k-fold, its own split, or leave-site-out on a site column)
+    and whether duplicates are kept in one fold."""
     entry = dataset_config(wildcards.dataset)
-    return {
+    params = {
         "n_folds": config["folds"],
         "seed": config["seed"],
         "cv": entry.get("cv", "kfold"),
         "group_duplicates": entry.get("duplicates", "group") == "group",
     }
+    if params["cv"] == "leave_site_out":
+        params["site_column"] = entry.get("site_column", "site")
+    return params
 
 
-def read_params(wildcards):
-    """Options that change the pixels read from the files: ingest and preprocess must agree."""
-    return {"dicom_window": dataset_config(wildcards.dataset).get("dicom_window")}
+def generalise_input(wildcards):
+    train = f"results/train/{wildcards.dataset}/{wildcards.model}/fold{wildcards.fold}"
+    files = data_files(wildcards.dataset)
+    return {"model": f"{train}/model.pt", **files}
+
+
+def generalise_params(wildcards):
+    """What the generalise job evaluates; the validation part is the one training held back
+    (the model's own val_fraction and the seed)."""
+    entry = dataset_config(wildcards.dataset)
+    return {
+        "corruptions": SHIFT["corruptions"],
+        "severities": SHIFT["severities"],
+        "max_images": SHIFT["max_images"],
+        "temperature_scaling": SHIFT["temperature_scaling"],
+        "ece_bins": SHIFT["ece_bins"],
+        "val_fraction": training_settings(wildcards)["val_fraction"],
+        "cam_methods": (
+            SHIFT["cam_methods"] if wildcards.model in EXPLAIN_MODELS else []
+        ),
+        "cam_severity": SHIFT["cam_severity"],
+        "cam_images": SHIFT["cam_images"],
+        "cv": entry.get("cv", "kfold"),
+        "site_column": entry.get("site_column", "site"),
+        "seed": config["seed"],
+        "device": config["device"],
+    }
+
+
+def all_generalise_metrics():
+    return expand(
+        "results/generalise/{dataset}/{model}/fold{fold}/metrics.parquet",
+        dataset=DATASETS,
+        model=SHIFT_MODELS,
+        fold=FOLDS,
+    )
+
+
+def all_cam_stability():
+    return [
+        p.replace("metrics.parquet", "cam_stability.parquet")
+        for p in all_generalise_metrics()
+    ]
+
+
+def generalisation_targets():
+    if not SHIFT_MODELS:
+        return []
+    tables = ["generalisation", "ttest_generalisation", "cam_stability"]
+    targets = expand("results/tables/{table}.{ext}", table=tables, ext=["csv", "md"])
+    return targets + expand(
+        "results/figures/generalisation_{dataset}.png", dataset=DATASETS
+    )

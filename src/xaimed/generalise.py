@@ -1,0 +1,327 @@
+"""The generalise stage: one trained model on its held-out fold, in-domain and under shift.
+
+For one dataset, model and fold it predicts the held-out images clean and under every
+corruption and severity (:mod:`xaimed.shift`), and scores each setting by accuracy, macro-F1,
+expected calibration error and Brier score (:mod:`xaimed.calibration`), optionally after
+temperature scaling fitted on the validation part that training held back. For explained
+models it also measures CAM stability: how far each method's map moves when the image is
+corrupted but the prediction stays the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import f1_score
+
+from xaimed.calibration import (
+    DEFAULT_BINS,
+    TEMPERATURE_RANGE,
+    brier_score,
+    expected_calibration_error,
+    fit_temperature,
+    scaled_probs,
+)
+from xaimed.cams import compute_cams
+from xaimed.folds import fold_rows, fold_seed
+from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, normalize
+from xaimed.runtime import atomic_write, seed_everything, select_device
+from xaimed.shift import CORRUPTIONS, corrupt
+from xaimed.train import split_train_val
+
+log = logging.getLogger("xaimed.generalise")
+
+IN_DOMAIN = "none"  # the shift name of the clean held-out images (severity 0)
+METRIC_COLUMNS = [
+    "dataset",
+    "model",
+    "fold",
+    "cv",
+    "held_out_sites",
+    "shift",
+    "severity",
+    "n_images",
+    "accuracy",
+    "f1_macro",
+    "ece",
+    "brier",
+    "temperature",
+    "ece_scaled",
+    "brier_scaled",
+]
+STABILITY_COLUMNS = [
+    "dataset",
+    "model",
+    "fold",
+    "method",
+    "shift",
+    "severity",
+    "image_id",
+    "pred",
+    "prediction_kept",
+    "map_change",
+    "map_correlation",
+]
+BATCH = 64
+
+
+def held_out_subset(image_ids: pd.Series, labels: np.ndarray, max_images: int | None) -> np.ndarray:
+    """Positions (sorted) of at most `max_images` images, the true classes taken in turn and,
+    within a class, images in the order of a hash of their id (ids start with the class
+    folder, so id order is not a random order)."""
+    n = len(labels)
+    if max_images is None or n <= max_images:
+        return np.arange(n)
+    key = pd.util.hash_pandas_object(image_ids.reset_index(drop=True), index=False).to_numpy()
+    order = pd.DataFrame({"label": labels, "key": key}).sort_values(["label", "key"])
+    turn = order.groupby("label", sort=False).cumcount()
+    chosen = order.assign(turn=turn).sort_values(["turn", "label"], kind="stable")
+    return np.sort(chosen.index.to_numpy()[: int(max_images)])
+
+
+def validation_rows(
+    folds: pd.DataFrame, labels: np.ndarray, fold: int, val_fraction: float, seed: int
+):
+    """Rows of the validation part that training held back from the training rows of `fold`:
+    the same rows and seed as :func:`xaimed.train.train_fold` uses."""
+    fit_rows, _ = fold_rows(folds, fold)
+    _, val_part = split_train_val(labels[fit_rows], val_fraction, fold_seed(folds, fold, seed))
+    return fit_rows[val_part]
+
+
+@torch.no_grad()
+def predict_logits(model, images: np.ndarray, mean, std, device: torch.device) -> np.ndarray:
+    """float64 logits (N, classes) of uint8 images (N, 3, S, S) in evaluation mode."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), BATCH):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + BATCH]))
+        out.append(model(normalize(batch, mean, std).to(device)).float().cpu())
+    if not out:
+        return np.zeros((0, 0))
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def shift_metrics(
+    logits: np.ndarray, labels: np.ndarray, temperature: float | None, ece_bins: int
+) -> dict[str, float]:
+    """Accuracy, macro-F1 (sklearn's, as in the fold metrics), ECE and Brier; the last two
+    also after dividing the logits by `temperature` (NaN without one)."""
+    probs = scaled_probs(logits)
+    pred = probs.argmax(1)
+    metrics = {
+        "n_images": len(labels),
+        "accuracy": float((pred == labels).mean()),
+        "f1_macro": float(f1_score(labels, pred, average="macro", zero_division=0)),
+        "ece": expected_calibration_error(probs, labels, ece_bins),
+        "brier": brier_score(probs, labels),
+        "temperature": np.nan,
+        "ece_scaled": np.nan,
+        "brier_scaled": np.nan,
+    }
+    if temperature is not None:
+        scaled = scaled_probs(logits, temperature)
+        metrics["temperature"] = temperature
+        metrics["ece_scaled"] = expected_calibration_error(scaled, labels, ece_bins)
+        metrics["brier_scaled"] = brier_score(scaled, labels)
+    return metrics
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def cam_stability(
+    model,
+    model_name: str,
+    method: str,
+    clean: torch.Tensor,
+    shifted: dict[tuple[str, int], torch.Tensor],
+    clean_pred: np.ndarray,
+    shifted_pred: dict[tuple[str, int], np.ndarray],
+) -> list[dict]:
+    """Per image and shift: did the prediction stay, and if so how far the map of the (clean)
+    predicted class moved: mean |cam_shifted - cam_clean| (maps in [0, 1]) and their Pearson
+    correlation (NaN for a constant map)."""
+    targets = clean_pred.tolist()
+    clean_maps = compute_cams(model, model_name, method, clean, targets)
+    rows = []
+    for (corruption, severity), x in shifted.items():
+        kept = shifted_pred[(corruption, severity)] == clean_pred
+        maps = np.full_like(clean_maps, np.nan)
+        if kept.any():
+            keep = np.flatnonzero(kept)
+            maps[keep] = compute_cams(
+                model, model_name, method, x[keep], [targets[i] for i in keep]
+            )
+        for i in range(len(targets)):
+            rows.append(
+                {
+                    "method": method,
+                    "shift": corruption,
+                    "severity": severity,
+                    "row": i,
+                    "prediction_kept": bool(kept[i]),
+                    "map_change": float(np.abs(maps[i] - clean_maps[i]).mean())
+                    if kept[i]
+                    else np.nan,
+                    "map_correlation": _correlation(maps[i], clean_maps[i]) if kept[i] else np.nan,
+                }
+            )
+    return rows
+
+
+def generalise(
+    model_path: str | os.PathLike,
+    images_path: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+    folds_path: str | os.PathLike,
+    metrics_path: str | os.PathLike,
+    stability_path: str | os.PathLike,
+    *,
+    fold: int,
+    corruptions: Sequence[str] = CORRUPTIONS,
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    max_images: int | None = None,
+    temperature_scaling: bool = True,
+    val_fraction: float = 0.15,
+    ece_bins: int = DEFAULT_BINS,
+    cam_methods: Sequence[str] = (),
+    cam_severity: int = 3,
+    cam_images: int = 8,
+    cv: str = "kfold",
+    site_column: str = "site",
+    seed: int = 0,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Evaluate one model on (at most `max_images` of) its held-out fold, clean and under each
+    corruption x severity; write one metrics row per setting to `metrics_path` and CAM
+    stability rows (empty without `cam_methods`) to `stability_path`. Returns the metrics."""
+    unknown = sorted(set(corruptions) - set(CORRUPTIONS))
+    if unknown:
+        raise ValueError(f"unknown corruption(s) {unknown}; known: {', '.join(CORRUPTIONS)}")
+    if cam_methods and cam_severity not in severities:
+        raise ValueError(
+            f"CAM stability is measured at severity {cam_severity} (shift.cam_severity), which "
+            f"is not among the severities evaluated {list(severities)} (shift.severities)"
+        )
+    started = time.perf_counter()
+    seed_everything(seed)
+    dev = select_device(device)
+    model, meta = load_checkpoint(model_path, dev)
+    manifest = pd.read_parquet(manifest_path)
+    folds = pd.read_parquet(folds_path)
+    if not manifest["image_id"].equals(folds["image_id"]):
+        raise ValueError(f"{folds_path} does not list the images of {manifest_path} in order")
+    images = np.load(images_path, mmap_mode="r")
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(manifest):
+        raise ValueError(
+            f"{images_path}: expected uint8 (N, 3, S, S) with N = {len(manifest)} manifest rows, "
+            f"got {images.dtype} {images.shape}"
+        )
+    mean, std = meta.get("mean") or IMAGENET_MEAN, meta.get("std") or IMAGENET_STD
+    labels = manifest["label"].to_numpy().astype(np.int64)
+    _, held_out = fold_rows(folds, fold)
+    if len(held_out) == 0:
+        raise ValueError(f"fold {fold} has no images in {folds_path}")
+    rows = held_out[
+        held_out_subset(manifest["image_id"].iloc[held_out], labels[held_out], max_images)
+    ]
+    clean, y = np.ascontiguousarray(images[rows]), labels[rows]
+    sites = ""
+    if site_column in manifest.columns:
+        sites = ",".join(sorted(manifest[site_column].iloc[held_out].astype(str).unique()))
+
+    temperature = None
+    if temperature_scaling:
+        val = validation_rows(folds, labels, fold, val_fraction, seed)
+        if len(val):
+            val_logits = predict_logits(model, np.ascontiguousarray(images[val]), mean, std, dev)
+            temperature = fit_temperature(val_logits, labels[val])
+            log.info("temperature %.3f fitted on %d validation images", temperature, len(val))
+            if np.isclose(temperature, TEMPERATURE_RANGE, rtol=1e-3).any():
+                # A validation part classified perfectly (small parts often are) pushes T to 0.
+                log.warning(
+                    "temperature at the bound of %s: too few validation errors to fit it",
+                    TEMPERATURE_RANGE,
+                )
+        else:
+            log.warning(
+                "no validation part (val_fraction %s): no temperature scaling", val_fraction
+            )
+    log.info(
+        "%s/%s fold %d: %d of %d held-out images, %d corruptions x %d severities on %s",
+        meta.get("dataset"),
+        meta["model"],
+        fold,
+        len(rows),
+        len(held_out),
+        len(corruptions),
+        len(severities),
+        dev,
+    )
+
+    settings = [(IN_DOMAIN, 0)] + [(c, int(s)) for c in corruptions for s in severities]
+    records, logits_of, shifted_images = [], {}, {}
+    for corruption, severity in settings:
+        batch = clean if corruption == IN_DOMAIN else corrupt(clean, corruption, severity, seed)
+        logits = predict_logits(model, batch, mean, std, dev)
+        logits_of[(corruption, severity)] = logits
+        if severity == cam_severity:
+            shifted_images[(corruption, severity)] = batch
+        metrics = shift_metrics(logits, y, temperature, ece_bins)
+        records.append({"shift": corruption, "severity": severity, **metrics})
+        log.info(
+            "%s severity %d: accuracy %.3f ece %.3f brier %.3f",
+            corruption,
+            severity,
+            metrics["accuracy"],
+            metrics["ece"],
+            metrics["brier"],
+        )
+    table = pd.DataFrame(records).assign(
+        dataset=meta.get("dataset"),
+        model=meta["model"],
+        fold=int(fold),
+        cv=cv,
+        held_out_sites=sites,
+    )[METRIC_COLUMNS]
+
+    stability = pd.DataFrame(columns=STABILITY_COLUMNS)
+    if cam_methods and shifted_images:
+        # The classes in turn again: the first rows would all be of the first class.
+        pick = held_out_subset(manifest["image_id"].iloc[rows], y, int(cam_images))
+        clean_pred = logits_of[(IN_DOMAIN, 0)].argmax(1)[pick]
+        x_clean = normalize(torch.from_numpy(clean[pick]), mean, std).to(dev)
+        x_shift = {
+            k: normalize(torch.from_numpy(v[pick]), mean, std).to(dev)
+            for k, v in shifted_images.items()
+        }
+        pred_shift = {k: logits_of[k].argmax(1)[pick] for k in shifted_images}
+        found = []
+        for method in cam_methods:
+            found += cam_stability(
+                model, meta["model"], method, x_clean, x_shift, clean_pred, pred_shift
+            )
+            log.info("CAM stability of %s done on %d images", method, len(pick))
+        stability = pd.DataFrame(found)
+        ids = manifest["image_id"].to_numpy()[rows[pick]]
+        stability = stability.assign(
+            dataset=meta.get("dataset"),
+            model=meta["model"],
+            fold=int(fold),
+            image_id=ids[stability["row"].to_numpy()],
+            pred=clean_pred[stability["row"].to_numpy()],
+        )[STABILITY_COLUMNS]
+    atomic_write(metrics_path, lambda tmp: table.to_parquet(tmp, index=False))
+    atomic_write(stability_path, lambda tmp: stability.to_parquet(tmp, index=False))
+    log.info("done in %.1f s", time.perf_counter() - started)
+    return table

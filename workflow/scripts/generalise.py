@@ -1,0 +1,17 @@
+"""Evaluate one model's held-out fold in-domain and under every corruption (rule generalise)."""
+
+from xaimed.generalise import generalise
+from xaimed.runtime import set_threads, setup_logging
+
+setup_logging(snakemake.log[0])
+set_threads(snakemake.threads)
+generalise(
+    snakemake.input.model,
+    snakemake.input.images,
+    snakemake.input.manifest,
+    snakemake.input.folds,
+    snakemake.output.metrics,
+    snakemake.output.stability,
+    fold=int(snakemake.wildcards.fold),
+    **snakemake.params.generalise,
+)
