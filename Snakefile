@@ -39,6 +39,8 @@ localrules:
     classification_figures,
     explanation_figures,
     timing_figure,
+    generalisation_tables,
+    generalisation_figure,
 
 
 rule all:

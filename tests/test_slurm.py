@@ -26,7 +26,7 @@ from xaimed import gpu_slots
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 REQUIRE_SLURM = os.environ.get("XAIMED_REQUIRE_SLURM") == "1"
-GPU_RULES = {"train", "explain"}
+GPU_RULES = {"train", "explain", "generalise"}
 # The Snakefile's localrules: run by Snakemake itself, never submitted.
 LOCAL_RULES = {
     "phantom",
@@ -37,6 +37,15 @@ LOCAL_RULES = {
     "classification_table",
     "explanation_tables",
     "cam_gallery",
+    "rank_models",
+    "cd_diagram",
+    "data_summary",
+    "data_examples",
+    "classification_figures",
+    "explanation_figures",
+    "timing_figure",
+    "generalisation_tables",
+    "generalisation_figure",
 }
 
 
