@@ -32,12 +32,11 @@ from xaimed.cams import compute_cams
 from xaimed.folds import fold_rows, fold_seed
 from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, normalize
 from xaimed.runtime import atomic_write, seed_everything, select_device
-from xaimed.shift import CORRUPTIONS, corrupt
+from xaimed.shift import CORRUPTIONS, IN_DOMAIN, corrupt
 from xaimed.train import split_train_val
 
 log = logging.getLogger("xaimed.generalise")
 
-IN_DOMAIN = "none"  # the shift name of the clean held-out images (severity 0)
 METRIC_COLUMNS = [
     "dataset",
     "model",

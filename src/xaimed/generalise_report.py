@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from xaimed.generalise import IN_DOMAIN
-from xaimed.shift import CORRUPTIONS
+from xaimed.shift import CORRUPTIONS, IN_DOMAIN
 from xaimed.stats import holm, paired_ttest
 
 TABLE_KEYS = ["dataset", "model", "cv", "shift", "severity"]

@@ -9,11 +9,15 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from xaimed.gpu_slots import claim_gpu
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used: every job imports this module for its logging, and the
+# table, statistics and report jobs would otherwise pay seconds for a torch they never touch.
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -21,6 +25,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def select_device(preference: str = "auto") -> torch.device:
     """CUDA when present (or asked for), else CPU; never required. On a machine with several
     GPUs the job first claims one of its own (xaimed.gpu_slots)."""
+    import torch
+
+    from xaimed.gpu_slots import claim_gpu
+
     if preference == "cpu":
         return torch.device("cpu")
     claim_gpu()  # before CUDA starts: it reads CUDA_VISIBLE_DEVICES once
@@ -37,11 +45,15 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so the same seed on CPU gives identical outputs."""
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - libraries may still use the global RNG
+    import torch
+
     torch.manual_seed(seed)
 
 
 def set_threads(threads: int | None) -> None:
     """Use the cores Snakemake gave this job, no more (jobs run side by side)."""
+    import torch
+
     if threads:
         torch.set_num_threads(int(threads))
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
