@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xaimed import integrity
+
 CLASSIFICATION_METRICS = ["accuracy", "f1_macro", "balanced_accuracy", "auroc_macro"]
 CAM_KEYS = ["dataset", "model", "method"]
 
@@ -110,4 +112,4 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def read_parquets(paths: Iterable[str | PathLike]) -> pd.DataFrame:
     """Concatenate parquet files in the order given; an empty DataFrame for no paths."""
-    return _concat([pd.read_parquet(p) for p in paths])
+    return _concat([integrity.read_parquet(p) for p in paths])
