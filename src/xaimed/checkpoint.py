@@ -49,7 +49,7 @@ def state_sha256(state: Any) -> str:
         if isinstance(obj, torch.Tensor):
             tensor = obj.detach().cpu().contiguous().reshape(-1)
             digest.update(f"tensor {tensor.dtype} {tuple(obj.shape)}".encode())
-            digest.update(tensor.view(torch.uint8).numpy().tobytes())
+            digest.update(tensor.view(torch.uint8).numpy())  # no copy: the buffer itself
         elif isinstance(obj, dict):
             for key in sorted(obj, key=str):
                 digest.update(f"key {key!r}".encode())

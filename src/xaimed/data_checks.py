@@ -3,7 +3,7 @@ warnings out.
 
 An unreadable image stops the job with its file named (rather than a decoder's stack trace
 halfway through preprocessing). Images smaller than `image_size` and a mix of grayscale and
-colour files are legitimate in real datasets (the public chest X-ray set mixes both), so they
+colour files are common in real collections (scans of several sources and sizes), so they
 are handled - upsampled, converted to three channels - and reported with counts and an example,
 so a surprise shows in the log.
 """

@@ -470,8 +470,8 @@ def load_checkpoint(
             f"{path} is not an xaimed checkpoint: expected {{'state_dict': mapping of tensors, "
             "'meta': dict with 'model' and 'num_classes'}"
         )
-    meta = obj["meta"]
-    expected = meta.get("state_sha256")
+    meta = dict(obj["meta"])
+    expected = meta.pop("state_sha256", None)  # integrity detail, not part of the meta
     if expected is not None and state_sha256(dict(obj["state_dict"])) != expected:
         raise quarantine(path, "the checksum of its weights does not match")
     with torch.random.fork_rng(devices=[]):  # random init is overwritten; keep caller's RNG

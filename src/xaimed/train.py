@@ -384,7 +384,7 @@ def train_fold(
         labels=labels.tolist(),
         store=list(store.shape),
         # the pixels themselves: a rebuilt image store must not resume an old run
-        images=hashlib.sha256(train_images.numpy().tobytes()).hexdigest(),
+        images=hashlib.sha256(train_images.numpy()).hexdigest(),
     )
     resumed = checkpoint.load(checkpoint_path, run_id) if checkpoint_path else None
     if resumed:
@@ -395,6 +395,7 @@ def train_fold(
         first_epoch = settings.epochs + 1 if resumed["stopped"] else resumed["epoch"] + 1
         log.info("resuming after epoch %d from %s", resumed["epoch"], checkpoint_path)
     started = time.perf_counter()
+    saved_at, save_seconds = started, 0.0
     for epoch in range(first_epoch, settings.epochs + 1):
         epoch_start = time.perf_counter()
         with _epoch_errors(dataset, settings, fold, epoch):
@@ -430,7 +431,11 @@ def train_fold(
             eta,
         )
         stop = bool(settings.patience and epoch - best_epoch >= settings.patience)
-        if checkpoint_path:
+        # Every epoch, unless saving costs more than a tenth of the time since the last save
+        # (a VGG16 checkpoint is 2 GB): then as often as that bound allows.
+        due = time.perf_counter() - saved_at >= 9 * save_seconds
+        if checkpoint_path and due:
+            save_start = time.perf_counter()
             checkpoint.save(
                 checkpoint_path,
                 {
@@ -446,6 +451,8 @@ def train_fold(
                     "best_state": None if best_epoch == epoch else best_state,
                 },
             )
+            saved_at = time.perf_counter()
+            save_seconds = saved_at - save_start
         if stop:
             log.info(
                 "stopping early: validation loss has not improved for %d epochs",
