@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xaimed import integrity
 from xaimed.cams import METHODS, compute_cams
 from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, normalize
 from xaimed.runtime import atomic_write, seed_everything, select_device
@@ -122,9 +123,9 @@ def explain(
     dev = select_device(device)
     seed_everything(seed)
     model, meta = load_checkpoint(model_path, dev)
-    images = np.load(images_path, mmap_mode="r")
-    manifest = pd.read_parquet(manifest_path)
-    predictions = pd.read_parquet(predictions_path)
+    images = integrity.load_array(images_path)
+    manifest = integrity.read_parquet(manifest_path)
+    predictions = integrity.read_parquet(predictions_path)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(
             f"{images_path}: expected uint8 (N, 3, S, S), got {images.dtype} {images.shape}"

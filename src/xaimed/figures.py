@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from xaimed import integrity
 from xaimed.stats import PROB_PREFIX
 from xaimed.tables import read_parquets
 
@@ -81,8 +82,8 @@ def cam_gallery(
 
     Saves `out_png` and returns the chosen images (class, image_id, fold, prob).
     """
-    manifest = pd.read_parquet(manifest_path)
-    images = np.load(images_path, mmap_mode="r")  # N x 3 x H x W uint8, manifest row order
+    manifest = integrity.read_parquet(manifest_path)
+    images = integrity.load_array(images_path)  # N x 3 x H x W uint8, manifest row order
     row_of = {str(i): r for r, i in enumerate(manifest["image_id"])}
     classes = manifest.drop_duplicates("label").sort_values("label")[["label", "label_name"]]
 

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from xaimed.checkpoint import state_sha256
+from xaimed.integrity import quarantine
 from xaimed.runtime import atomic_write
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -425,6 +427,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> No
     if missing:
         raise ValueError(f"checkpoint meta lacks {missing}; load_checkpoint needs them")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # torch.load checks the zip layout, not the data: a checksum catches a flipped bit
+    meta = {**meta, "state_sha256": state_sha256(state)}
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -444,6 +448,12 @@ def load_checkpoint(
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
+    except RuntimeError as exc:
+        if "PytorchStreamReader" in str(exc):  # a broken zip: truncated or overwritten
+            raise quarantine(path, str(exc).splitlines()[0]) from None
+        raise ValueError(
+            f"{path} is not an xaimed checkpoint readable with weights_only=True: {exc}"
+        ) from exc
     except Exception as exc:
         raise ValueError(
             f"{path} is not an xaimed checkpoint readable with weights_only=True: {exc}"
@@ -460,7 +470,10 @@ def load_checkpoint(
             f"{path} is not an xaimed checkpoint: expected {{'state_dict': mapping of tensors, "
             "'meta': dict with 'model' and 'num_classes'}"
         )
-    meta = obj["meta"]
+    meta = dict(obj["meta"])
+    expected = meta.pop("state_sha256", None)  # integrity detail, not part of the meta
+    if expected is not None and state_sha256(dict(obj["state_dict"])) != expected:
+        raise quarantine(path, "the checksum of its weights does not match")
     with torch.random.fork_rng(devices=[]):  # random init is overwritten; keep caller's RNG
         model = build_model(meta["model"], int(meta["num_classes"]), "none")
     model.load_state_dict(obj["state_dict"])

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from xaimed import integrity
 from xaimed.images import read_image, to_rgb
-from xaimed.runtime import atomic_write
 
 log = logging.getLogger("xaimed.preprocess")
 
@@ -50,11 +50,6 @@ def load_mask(path: str | Path | None, size: int) -> np.ndarray:
     return (np.asarray(mask) >= 128).astype(np.uint8)
 
 
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as handle:  # a file: given a path, np.save would append ".npy"
-        np.save(handle, array)
-
-
 def preprocess(
     manifest: pd.DataFrame,
     image_size: int,
@@ -74,9 +69,12 @@ def preprocess(
     for row, (path, mask_path) in enumerate(
         zip(manifest["path"], manifest["mask_path"], strict=True)
     ):
-        images[row] = load_image(path, image_size, window)
+        try:
+            images[row] = load_image(path, image_size, window)
+        except OSError as error:  # PIL's "image file is truncated" does not name the file
+            raise ValueError(f"cannot read image {path}: {error}") from None
         masks[row] = load_mask(mask_path, image_size)
         if (row + 1) % step == 0 or row + 1 == n:
             log.info("images done %d/%d", row + 1, n)
     for path, array in ((images_path, images), (masks_path, masks)):
-        atomic_write(path, lambda tmp, array=array: _write_npy(tmp, array))
+        integrity.save_array(path, array)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xaimed import integrity
+
 CLASSIFICATION_METRICS = ["accuracy", "f1_macro", "balanced_accuracy", "auroc_macro"]
 CAM_KEYS = ["dataset", "model", "method"]
 
@@ -161,7 +163,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def read_parquets(paths: Iterable[str | PathLike]) -> pd.DataFrame:
     """Concatenate parquet files in the order given; an empty DataFrame for no paths."""
-    return _concat([pd.read_parquet(p) for p in paths])
+    return _concat([integrity.read_parquet(p) for p in paths])
 
 
 def data_table(manifest: pd.DataFrame, folds: pd.DataFrame, dataset: str) -> pd.DataFrame:

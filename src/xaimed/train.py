@@ -7,7 +7,9 @@ schedule, the epoch loop (one log line per epoch), then the three outputs of the
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import logging
 import math
 import time
@@ -23,10 +25,10 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from xaimed import models
+from xaimed import checkpoint, integrity, models
 from xaimed.datasets import class_names
 from xaimed.folds import fold_rows, fold_seed
-from xaimed.runtime import atomic_write, seed_everything, select_device
+from xaimed.runtime import seed_everything, select_device
 
 log = logging.getLogger("xaimed.train")
 
@@ -208,6 +210,21 @@ class Trainer:
             raise FloatingPointError(f"the training loss is {mean_loss}")
         return mean_loss, correct.item() / max(seen, 1)
 
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint needs to continue this trainer exactly where it is."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+
     @torch.no_grad()
     def recalibrate_batchnorm(self, images: torch.Tensor) -> None:
         """Recompute batch-norm statistics over the training images, un-augmented.
@@ -274,6 +291,26 @@ def _is_better(candidate: dict[str, float], best: dict[str, float] | None) -> bo
     return key > (-best["val_loss"], best["val_f1_macro"])
 
 
+@contextlib.contextmanager
+def _epoch_errors(dataset: str, settings: TrainSettings, fold: int, epoch: int):
+    """Turn a diverged loss or an out-of-memory GPU into a message that names the job and
+    the config key to change."""
+    where = f"dataset {dataset!r}, model {settings.model!r}, fold {fold}, epoch {epoch}"
+    try:
+        yield
+    except FloatingPointError as error:
+        raise FloatingPointError(
+            f"{where}: {error}; lower the learning rate (training.lr, or "
+            f"training.models.{settings.model}.lr for this model only)"
+        ) from None
+    except torch.cuda.OutOfMemoryError:
+        raise MemoryError(
+            f"{where}: the GPU ran out of memory at batch size {settings.batch_size}; lower "
+            f"training.models.{settings.model}.batch_size (this model only) or "
+            "training.batch_size (every model)"
+        ) from None
+
+
 def prediction_table(
     image_ids: pd.Series,
     fold: int,
@@ -314,17 +351,22 @@ def train_fold(
     model_path: str | Path,
     history_path: str | Path,
     predictions_path: str | Path,
+    checkpoint_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Train `settings.model` on every fold but `fold`, keep the best validation epoch, and
-    predict the held-out fold. Returns the history table."""
-    manifest = pd.read_parquet(manifest_path)
-    folds = pd.read_parquet(folds_path)
+    predict the held-out fold. Returns the history table.
+
+    With `checkpoint_path`, the state after every epoch is saved there and a rerun after a
+    kill resumes from the last finished epoch (see xaimed.checkpoint); the checkpoint is
+    deleted once the outputs are written."""
+    manifest = integrity.read_parquet(manifest_path)
+    folds = integrity.read_parquet(folds_path)
     settings = replace(settings, seed=fold_seed(folds, fold, settings.seed))
     seed_everything(settings.seed)
     if not manifest["image_id"].equals(folds["image_id"]):
         raise ValueError(f"{folds_path} does not list the images of {manifest_path} in order")
     names = class_names(manifest)
-    store = np.load(images_path, mmap_mode="r")
+    store = integrity.load_array(images_path)
     labels = manifest["label"].to_numpy()
     fit_rows, held_out = fold_rows(folds, fold)
     if len(held_out) == 0:
@@ -351,19 +393,34 @@ def train_fold(
         trainer.device,
     )
 
-    history, best, best_state = [], None, None
+    history, best, best_state, best_epoch, first_epoch = [], None, None, 0, 1
+    run_id = checkpoint.fingerprint(
+        settings=settings,
+        dataset=dataset,
+        fold=fold,
+        train_rows=train_rows.tolist(),
+        val_rows=val_rows.tolist(),
+        labels=labels.tolist(),
+        store=list(store.shape),
+        # the pixels themselves: a rebuilt image store must not resume an old run
+        images=hashlib.sha256(train_images.numpy()).hexdigest(),
+    )
+    resumed = checkpoint.load(checkpoint_path, run_id) if checkpoint_path else None
+    if resumed:
+        trainer.restore(resumed["trainer"])
+        checkpoint.set_rng_states(resumed["rng"])
+        history, best, best_epoch = resumed["history"], resumed["best"], resumed["best_epoch"]
+        best_state = resumed["best_state"] or copy.deepcopy(trainer.model.state_dict())
+        first_epoch = settings.epochs + 1 if resumed["stopped"] else resumed["epoch"] + 1
+        log.info("resuming after epoch %d from %s", resumed["epoch"], checkpoint_path)
     started = time.perf_counter()
-    for epoch in range(1, settings.epochs + 1):
+    saved_at, save_seconds = started, 0.0
+    for epoch in range(first_epoch, settings.epochs + 1):
         epoch_start = time.perf_counter()
-        try:
+        with _epoch_errors(dataset, settings, fold, epoch):
             train_loss, train_accuracy = trainer.train_epoch(train_images, train_labels)
-        except FloatingPointError as error:
-            raise FloatingPointError(
-                f"dataset {dataset!r}, model {settings.model!r}, fold {fold}, epoch {epoch}: "
-                f"{error}; lower the learning rate (training.lr)"
-            ) from None
-        trainer.recalibrate_batchnorm(train_images)
-        metrics = _val_metrics(trainer.predict(val_images), labels[val_rows])
+            trainer.recalibrate_batchnorm(train_images)
+            metrics = _val_metrics(trainer.predict(val_images), labels[val_rows])
         seconds = time.perf_counter() - epoch_start
         record = {
             "epoch": epoch,
@@ -377,7 +434,8 @@ def train_fold(
         if _is_better(metrics, best):
             best, best_epoch = metrics, epoch
             best_state = copy.deepcopy(trainer.model.state_dict())
-        eta = (time.perf_counter() - started) / epoch * (settings.epochs - epoch)
+        done_here = epoch - first_epoch + 1
+        eta = (time.perf_counter() - started) / done_here * (settings.epochs - epoch)
         log.info(
             "epoch %d/%d train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f val_f1 %.3f "
             "%.1fs ETA %.0fs",
@@ -391,7 +449,30 @@ def train_fold(
             seconds,
             eta,
         )
-        if settings.patience and epoch - best_epoch >= settings.patience:
+        stop = bool(settings.patience and epoch - best_epoch >= settings.patience)
+        # Every epoch, unless saving costs more than a tenth of the time since the last save
+        # (a VGG16 checkpoint is 2 GB): then as often as that bound allows.
+        due = time.perf_counter() - saved_at >= 9 * save_seconds
+        if checkpoint_path and due:
+            save_start = time.perf_counter()
+            checkpoint.save(
+                checkpoint_path,
+                {
+                    "fingerprint": run_id,
+                    "epoch": epoch,
+                    "stopped": stop,
+                    "trainer": trainer.state(),
+                    "rng": checkpoint.rng_states(),
+                    "history": history,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    # the best weights are the model's own when the last epoch was the best
+                    "best_state": None if best_epoch == epoch else best_state,
+                },
+            )
+            saved_at = time.perf_counter()
+            save_seconds = saved_at - save_start
+        if stop:
             log.info(
                 "stopping early: validation loss has not improved for %d epochs",
                 settings.patience,
@@ -428,6 +509,8 @@ def train_fold(
         "seed": int(settings.seed),
     }
     models.save_checkpoint(model_path, trainer.model, meta)
-    atomic_write(history_path, lambda tmp: history_table.to_parquet(tmp, index=False))
-    atomic_write(predictions_path, lambda tmp: predictions.to_parquet(tmp, index=False))
+    integrity.write_parquet(history_table, history_path)
+    integrity.write_parquet(predictions, predictions_path)
+    if checkpoint_path:
+        checkpoint.remove(checkpoint_path)
     return history_table

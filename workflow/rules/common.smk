@@ -2,6 +2,14 @@
 # input functions and the final target list. No rules here.
 from snakemake.utils import validate
 
+from xaimed.config_check import check_config
+
+# Readable errors first (each names its key and the allowed values); validate() fills defaults.
+check_config(
+    config,
+    f"{workflow.basedir}/workflow/schemas/config.schema.yaml",
+    source=f"the config ({', '.join(map(str, workflow.configfiles)) or 'no file'})",
+)
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = list(config["datasets"])
@@ -338,3 +346,9 @@ def generalisation_targets():
     return targets + expand(
         "results/figures/generalisation_{dataset}.png", dataset=DATASETS
     )
+
+
+def train_checkpoint(wildcards):
+    """Where a training job keeps its per-epoch checkpoint to resume from after a kill."""
+    fold = f"results/train/{wildcards.dataset}/{wildcards.model}/fold{wildcards.fold}"
+    return f"{fold}/checkpoint/last.pt"

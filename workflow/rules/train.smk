@@ -21,5 +21,8 @@ rule train:
     params:
         settings=training_settings,
         seed=config["seed"],
+        # Not an output: Snakemake deletes the outputs of a failed or killed job, and the
+        # checkpoint must survive exactly that to be resumed. Deleted after success.
+        checkpoint=train_checkpoint,
     script:
         "../scripts/train.py"

@@ -2,12 +2,15 @@
 
 import pandas as pd
 
+from xaimed.data_checks import check_images
 from xaimed.preprocess import preprocess
 from xaimed.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
+manifest = pd.read_parquet(snakemake.input.manifest)
+check_images(manifest, snakemake.params.image_size, snakemake.wildcards.dataset)
 preprocess(
-    pd.read_parquet(snakemake.input.manifest),
+    manifest,
     snakemake.params.image_size,
     snakemake.output.images,
     snakemake.output.masks,

@@ -17,4 +17,5 @@ train_fold(
     model_path=snakemake.output.model,
     history_path=snakemake.output.history,
     predictions_path=snakemake.output.predictions,
+    checkpoint_path=snakemake.params.checkpoint,
 )

@@ -1,0 +1,232 @@
+"""Readable config errors: every problem names its key and what the key accepts.
+
+Snakemake's own validation reports a raw jsonschema message (often the whole dataset entry and
+a schema dump); :func:`check_config` runs first and says, for each problem, the key path (for
+example ``training.optimizer`` or ``explain.methods[1]``), the value found and the values
+allowed, read from the same schema. Then it checks what the schema cannot know: that model
+names are torchvision classifiers, and that explained models have a registered CAM target layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+__all__ = ["ConfigError", "check_config", "config_problems", "load_schema"]
+
+
+class ConfigError(ValueError):
+    """The config breaks the schema or names something that does not exist."""
+
+
+def load_schema(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def key_path(parts: Iterable[Any]) -> str:
+    """('training', 'augment', 'zoom') -> training.augment.zoom; list items as [i]."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    while isinstance(schema, dict) and "$ref" in schema:
+        node: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def describe(schema: dict, root: dict) -> str:
+    """What a schema accepts, in words: 'one of adamw, adam, sgd', 'an integer >= 2', ..."""
+    schema = _resolve(schema, root)
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    for combinator in ("oneOf", "anyOf"):
+        if combinator in schema:
+            return " or ".join(describe(option, root) for option in schema[combinator])
+    kind = schema.get("type")
+    if kind == "null":
+        return "null"
+    if kind == "boolean":
+        return "true or false"
+    if kind in ("integer", "number"):
+        text = "an integer" if kind == "integer" else "a number"
+        bounds = [
+            (">=", "minimum"),
+            (">", "exclusiveMinimum"),
+            ("<=", "maximum"),
+            ("<", "exclusiveMaximum"),
+        ]
+        limits = [f"{sign} {schema[key]}" for sign, key in bounds if key in schema]
+        return f"{text} {' and '.join(limits)}" if limits else text
+    if kind == "string":
+        return f"a string matching {schema['pattern']}" if "pattern" in schema else "a string"
+    if kind == "array":
+        text = "a list"
+        if "minItems" in schema:
+            text += f" of at least {schema['minItems']}"
+        if schema.get("uniqueItems"):
+            text += " distinct"
+        text += " items"
+        if "items" in schema:
+            text += f", each {describe(schema['items'], root)}"
+        return text
+    if kind == "object" or "properties" in schema:
+        keys = list(schema.get("properties", {}))
+        required = [k for k in keys if k in schema.get("required", [])]
+        optional = [k for k in keys if k not in required]
+        if not keys:
+            return "a mapping"
+        text = "a mapping with keys " + ", ".join(required) if required else "a mapping"
+        return text + (f" (optional: {', '.join(optional)})" if optional else "")
+    return "see workflow/schemas/config.schema.yaml"
+
+
+def _branch_errors(
+    error: jsonschema.ValidationError, root: dict
+) -> list[jsonschema.ValidationError]:
+    """For a failed oneOf over mappings (a dataset entry): the errors of the alternative the
+    entry meant, i.e. whose required keys it has (phantom, or format + path)."""
+    branches: dict[int, list[jsonschema.ValidationError]] = {}
+    for sub in error.context or []:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    if not isinstance(error.instance, dict) or not branches:
+        return []
+    for index, option in enumerate(error.validator_value):
+        required = _resolve(option, root).get("required", [])
+        if required and all(key in error.instance for key in required[:1]):
+            return branches.get(index, [])
+    return []
+
+
+def _messages(error: jsonschema.ValidationError, root: dict) -> list[str]:
+    where = key_path(error.absolute_path)
+    value = error.instance
+    if error.validator == "additionalProperties":
+        allowed = list(_resolve(error.schema, root).get("properties", {}))
+        extra = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
+        return [
+            f"{key_path([*error.absolute_path, key])}: unknown key; allowed keys here: "
+            f"{', '.join(allowed) or '(none)'}"
+            for key in extra
+        ] or [f"{where}: {error.message}"]
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in value]
+        return [
+            f"{key_path([*error.absolute_path, key])}: required key is missing" for key in missing
+        ]
+    if "propertyNames" in error.schema_path:
+        return [
+            f"{where}: name {value!r} is not allowed; names may contain only letters, digits, "
+            "'_' and '-'"
+        ]
+    if error.validator in ("oneOf", "anyOf"):
+        chosen = _branch_errors(error, root)
+        if chosen:
+            return [m for sub in chosen for m in _messages(sub, root)]
+    return [f"{where}: {value!r} is not allowed; allowed: {describe(error.schema, root)}"]
+
+
+def config_problems(config: Any, schema: dict) -> list[str]:
+    """Every schema violation of ``config`` as 'key: what is wrong; allowed: ...'."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.path])
+    messages: list[str] = []
+    for error in errors:
+        for message in _messages(error, schema):
+            if message not in messages:
+                messages.append(message)
+    return messages
+
+
+def _model_names() -> tuple[set[str], set[str]]:
+    """(torchvision classifier names, CAM-registered family prefixes).
+
+    Reading them imports torch and torchvision (2-3 s), which every Snakemake start would
+    pay; they are cached in the temp dir, keyed by torchvision's version and the registry's
+    source (xaimed/models.py), so only the first start after an upgrade or edit pays.
+    """
+    import hashlib
+    import json
+    import os
+    import tempfile
+    from importlib import metadata
+
+    source = Path(__file__).with_name("models.py").read_bytes()
+    key = hashlib.sha256(metadata.version("torchvision").encode() + source).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / f"xaimed-{os.getuid()}" / f"model-names-{key}.json"
+    try:
+        names = json.loads(cache.read_text())
+        return set(names["classifiers"]), set(names["cam_families"])
+    except (OSError, ValueError, KeyError):
+        pass
+    from xaimed import models
+
+    names = {"classifiers": models.classifier_names(), "cam_families": sorted(models.CAM_FAMILIES)}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(names))
+        tmp.replace(cache)
+    except OSError:
+        pass  # a read-only temp dir only costs the import next time
+    return set(names["classifiers"]), set(names["cam_families"])
+
+
+def _name_problems(config: dict) -> list[str]:
+    """Model names the schema cannot check: torchvision classifiers, CAM-registered models."""
+    known, cam_families = _model_names()
+
+    def strings(value: Any) -> list:
+        return value if isinstance(value, list) else []
+
+    def mapping(value: Any) -> dict:
+        return value if isinstance(value, dict) else {}
+
+    problems = []
+    for section, names in (
+        ("models", strings(config.get("models"))),
+        ("explain.models", strings(mapping(config.get("explain")).get("models"))),
+    ):
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                continue  # the schema's message covers it
+            if name not in known:
+                problems.append(
+                    f"{section}[{i}]: {name!r} is not a torchvision classifier; allowed: "
+                    f"{', '.join(sorted(known))}"
+                )
+            elif section == "explain.models" and not any(
+                name.startswith(prefix) for prefix in cam_families
+            ):
+                problems.append(
+                    f"{section}[{i}]: {name!r} has no CAM target layer registered; explainable "
+                    "families (xaimed.models.CAM_FAMILIES): " + ", ".join(sorted(cam_families))
+                )
+    for name in mapping(mapping(config.get("training")).get("models")):
+        if name not in known:
+            problems.append(
+                f"training.models.{name}: {name!r} is not a torchvision classifier; allowed: "
+                f"{', '.join(sorted(known))}"
+            )
+    return problems
+
+
+def check_config(config: Any, schema: dict | str | Path, source: str = "the config") -> None:
+    """Raise :class:`ConfigError` listing every problem, one line each, or return None."""
+    if not isinstance(schema, dict):
+        schema = load_schema(schema)
+    problems = config_problems(config, schema)
+    if isinstance(config, dict):
+        problems += _name_problems(config)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"{source} is invalid ({len(problems)} problem(s)):\n{lines}")

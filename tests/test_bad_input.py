@@ -1,0 +1,367 @@
+"""Every bad input and damaged intermediate gets a clear message naming the key, file or
+class (table-driven); nothing damaged is read as valid."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from tests.conftest import REPO, write_folder_dataset
+from xaimed import checkpoint, integrity
+from xaimed.cams import METHODS
+from xaimed.config_check import ConfigError, check_config, load_schema
+from xaimed.data_checks import check_images
+from xaimed.datasets import ingest
+from xaimed.folds import assign_folds
+from xaimed.models import build_model, load_checkpoint, save_checkpoint
+from xaimed.train import TrainSettings, _epoch_errors, train_fold
+
+SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
+CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+def _set(path: str, value):
+    def change(config):
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return change
+
+
+CONFIG_CASES = {
+    "unknown top-level key": (
+        _set("fold", 3),
+        r"fold: unknown key; allowed keys here: seed, folds, image_size",
+    ),
+    "unknown training key": (
+        _set("training.learning_rate", 0.1),
+        r"training.learning_rate: unknown key; allowed keys here: weights, epochs",
+    ),
+    "optimizer not offered": (
+        _set("training.optimizer", "lion"),
+        r"training.optimizer: 'lion' is not allowed; allowed: one of adamw, adam, sgd",
+    ),
+    "unknown CAM method lists the supported ones": (
+        _set("explain.methods", ["gradcampp", "gradcam++"]),
+        r"explain.methods\[1\]: 'gradcam\+\+' is not allowed; allowed: one of gradcam, "
+        r"gradcampp, xgradcam, eigengradcam, layercam, ablationcam, scorecam, eigencam",
+    ),
+    "unknown model lists torchvision classifiers": (
+        _set("models", ["resnet50", "resnet5"]),
+        r"models\[1\]: 'resnet5' is not a torchvision classifier; allowed: .*densenet121.*"
+        r"resnet50.*vgg16",
+    ),
+    "per-model override of an unknown model": (
+        _set("training.models", {"resnt50": {"lr": 0.1}}),
+        r"training.models.resnt50: 'resnt50' is not a torchvision classifier",
+    ),
+    "explained model without a CAM target layer": (
+        _set("explain.models", ["alexnet"]),
+        r"explain.models\[0\]: 'alexnet' has no CAM target layer registered; explainable "
+        r"families .*densenet.*resnet",
+    ),
+    "unknown phantom": (
+        _set("datasets.knee", {"phantom": "knee_mri"}),
+        r"datasets.knee.phantom: 'knee_mri' is not allowed; allowed: one of brain_mri, "
+        r"skin_lesion, chest_xray",
+    ),
+    "folder dataset without a path": (
+        _set("datasets.mine", {"format": "imagefolder"}),
+        r"datasets.mine.path: required key is missing",
+    ),
+    "dataset entry of neither kind": (
+        _set("datasets.mine", {"path": "/data"}),
+        r"datasets.mine: .* allowed: a mapping with keys phantom .* or a mapping with keys "
+        r"format, path",
+    ),
+    "bad dataset name": (
+        _set("datasets.my data", {"phantom": "brain_mri"}),
+        r"datasets: name 'my data' is not allowed; names may contain only letters",
+    ),
+    "too few folds": (_set("folds", 1), r"folds: 1 is not allowed; allowed: an integer >= 2"),
+    "wrong type": (
+        _set("training.augment.zoom", "a lot"),
+        r"training.augment.zoom: 'a lot' is not allowed; allowed: a number >= 0 and <= 0.5",
+    ),
+    "negative per-model learning rate": (
+        _set("training.models.vgg16.lr", -1),
+        r"training.models.vgg16.lr: -1 is not allowed; allowed: a number > 0",
+    ),
+    "max_images zero": (
+        _set("explain.max_images", 0),
+        r"explain.max_images: 0 is not allowed; allowed: null or an integer >= 1",
+    ),
+    "models missing": (lambda c: c.pop("models"), r"models: required key is missing"),
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES)
+def test_a_bad_config_names_the_key_and_the_allowed_values(case):
+    change, message = CONFIG_CASES[case]
+    config = copy.deepcopy(CONFIG)
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config, SCHEMA)
+
+
+def test_the_shipped_configs_pass_and_the_schema_offers_every_cam_method():
+    for name in ("config.yaml", "paper.yaml"):
+        check_config(yaml.safe_load((REPO / "config" / name).read_text()), SCHEMA)
+    assert SCHEMA["properties"]["explain"]["properties"]["methods"]["items"]["enum"] == list(
+        METHODS
+    )
+
+
+@pytest.mark.workflow
+def test_snakemake_reports_a_bad_config_by_key_before_running_anything(tmp_path):
+    config = copy.deepcopy(CONFIG)
+    config["training"]["optimizer"] = "lion"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+        + ["--directory", str(tmp_path), "--configfile", str(tmp_path / "bad.yaml"), "-n"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert "training.optimizer: 'lion' is not allowed; allowed: one of adamw, adam, sgd" in (
+        done.stdout + done.stderr
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _empty_dataset(root: Path) -> Path:
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    return root
+
+
+def _unreadable(root: Path) -> Path:
+    write_folder_dataset(root, {"a": 3, "b": 3}, masks=False)
+    (root / "a" / "broken.png").write_bytes(b"not an image")
+    return root
+
+
+DATA_CASES = {
+    "missing dataset folder": (
+        lambda root: ingest(root / "nowhere", dataset="mine"),
+        FileNotFoundError,
+        r"dataset 'mine': .*nowhere does not exist",
+    ),
+    "empty dataset": (
+        lambda root: ingest(_empty_dataset(root), dataset="mine"),
+        ValueError,
+        r"dataset 'mine': no images found under",
+    ),
+    "single-class dataset": (
+        lambda root: ingest(write_folder_dataset(root, {"only": 4}), dataset="mine"),
+        ValueError,
+        r"dataset 'mine': only one class \('only'\) found .* needs at least two",
+    ),
+    "more folds than the smallest class has images": (
+        lambda root: assign_folds(
+            ingest(write_folder_dataset(root, {"big": 9, "rare": 3}), dataset="mine"), 4
+        ),
+        ValueError,
+        r"cannot make 4 stratified folds: class 'rare' has only 3 images; lower `folds`",
+    ),
+    "unreadable image file": (
+        # the default (on_bad_image: skip) lists it in rejected.parquet; fail stops, naming it
+        lambda root: ingest(_unreadable(root), dataset="mine", on_bad_image="fail"),
+        Exception,
+        r"broken\.png",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_data_gets_a_clear_error(case, tmp_path):
+    run, kind, message = DATA_CASES[case]
+    with pytest.raises(kind, match=message):
+        run(tmp_path)
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    return ingest(write_folder_dataset(tmp_path / "data", {"a": 3, "b": 3}), dataset="mine")
+
+
+def test_an_image_damaged_after_ingest_is_named(manifest):
+    path = Path(manifest["path"].iloc[2])
+    path.write_bytes(path.read_bytes()[:60])  # truncated
+    with pytest.raises(ValueError, match=rf"dataset 'mine': cannot read image {path}"):
+        check_images(manifest, 32, "mine")
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 image file\(s\) of the manifest are gone"):
+        check_images(manifest, 32, "mine")
+
+
+def test_small_images_and_mixed_channels_are_handled_and_reported(manifest, caplog):
+    rgb = Path(manifest["path"].iloc[0])
+    _png(rgb, np.zeros((40, 40, 3), dtype=np.uint8))
+    with caplog.at_level(logging.WARNING, logger="xaimed.data_checks"):
+        found = check_images(manifest, 64, "mine")
+    assert found == {"channels": {1: 5, 3: 1}, "smaller_than_input": 6}
+    mixed = r"mixed channel counts \(5 image\(s\) with 1, 1 image\(s\) with 3\)"
+    assert re.search(mixed, caplog.text)
+    assert "smaller than image_size 64 and are upsampled" in caplog.text
+    assert str(rgb) in caplog.text
+
+
+# --------------------------------------------------------------------------- model files
+
+
+def test_weights_that_are_not_a_state_dict_are_refused(tmp_path):
+    model = build_model("resnet18", 2)
+    pickle.dump({"model": "anything"}, (tmp_path / "pickled.pt").open("wb"))
+    with pytest.raises(ValueError, match=r"pickled.pt is not a state dict that torch.load\("):
+        build_model("resnet18", 2, str(tmp_path / "pickled.pt"))
+    save_checkpoint(tmp_path / "model.pt", model, {"model": "resnet18", "num_classes": 2})
+    with pytest.raises(ValueError, match=r"model.pt does not hold a state dict .*load_checkpoint"):
+        build_model("resnet18", 2, str(tmp_path / "model.pt"))
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match=r"plain.pt is not an xaimed checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt")
+
+
+# --------------------------------------------------------------------------- damaged files
+
+
+def _flip(path: Path, where: float = 0.6) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _table(path: Path) -> Path:
+    integrity.write_parquet(pd.DataFrame({"x": np.arange(500), "y": np.linspace(0, 1, 500)}), path)
+    return path
+
+
+def _store(path: Path) -> Path:
+    integrity.save_array(path, np.arange(3 * 3 * 32 * 32, dtype=np.uint8).reshape(3, 3, 32, 32))
+    return path
+
+
+def _model(path: Path) -> Path:
+    save_checkpoint(path, build_model("resnet18", 2), {"model": "resnet18", "num_classes": 2})
+    return path
+
+
+DAMAGE_CASES = {
+    "truncated parquet": ("t.parquet", _table, _truncate, integrity.read_parquet),
+    "bit-flipped parquet": ("t.parquet", _table, _flip, integrity.read_parquet),
+    "bit-flipped image store": ("images.npy", _store, _flip, integrity.load_array),
+    "truncated model file": ("model.pt", _model, _truncate, load_checkpoint),
+    "bit-flipped model file": ("model.pt", _model, _flip, load_checkpoint),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE_CASES)
+def test_a_damaged_intermediate_is_never_read_and_is_moved_aside_for_rebuilding(case, tmp_path):
+    name, write, damage, read = DAMAGE_CASES[case]
+    path = write(tmp_path / name)
+    read(path)  # intact: reads
+    damage(path)
+    with pytest.raises(integrity.CorruptFileError, match=rf"{path} is truncated or corrupt"):
+        read(path)
+    assert not path.exists() and path.with_name(name + ".corrupt").exists()
+
+
+def test_a_truncated_store_without_checksum_still_fails_loudly(tmp_path):
+    path = _store(tmp_path / "images.npy")
+    path.with_name("images.npy.sha256").unlink()
+    _truncate(path)
+    with pytest.raises(integrity.CorruptFileError, match=r"images.npy is truncated or corrupt"):
+        integrity.load_array(path)
+
+
+def test_a_damaged_training_checkpoint_is_ignored_not_resumed(tmp_path, caplog):
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, {"fingerprint": "run", "epoch": 1, "w": torch.arange(1000.0)})
+    assert checkpoint.load(path, "run")["epoch"] == 1
+    _flip(path, 0.5)
+    with caplog.at_level(logging.WARNING, logger="xaimed.checkpoint"):
+        assert checkpoint.load(path, "run") is None
+    assert "training from epoch 1" in caplog.text
+    _truncate(path)
+    assert checkpoint.load(path, "run") is None
+
+
+# --------------------------------------------------------------------------- training faults
+
+
+def test_a_diverging_loss_stops_the_job_naming_dataset_model_fold_and_epoch(manifest, tmp_path):
+    from xaimed.preprocess import preprocess
+
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    assign_folds(manifest, 2, seed=0).to_parquet(tmp_path / "folds.parquet")
+    preprocess(manifest, 32, tmp_path / "images.npy", tmp_path / "masks.npy")
+    settings = TrainSettings(
+        model="resnet18",
+        epochs=3,
+        batch_size=2,
+        lr=1e12,
+        optimizer="sgd",
+        device="cpu",
+        scheduler="constant",
+        val_fraction=0,
+    )
+    with pytest.raises(
+        FloatingPointError,
+        match=r"dataset 'mine', model 'resnet18', fold 0, epoch \d: the training loss is (nan|inf).*"
+        r"lower the learning rate \(training.lr",
+    ):
+        train_fold(
+            images_path=tmp_path / "images.npy",
+            manifest_path=tmp_path / "manifest.parquet",
+            folds_path=tmp_path / "folds.parquet",
+            dataset="mine",
+            fold=0,
+            settings=settings,
+            model_path=tmp_path / "model.pt",
+            history_path=tmp_path / "history.parquet",
+            predictions_path=tmp_path / "predictions.parquet",
+        )
+
+
+def test_out_of_memory_names_the_batch_size_and_the_keys_to_lower():
+    settings = TrainSettings(model="vgg16", batch_size=64)
+    with (
+        pytest.raises(
+            MemoryError,
+            match=r"dataset 'chest', model 'vgg16', fold 2, epoch 5: the GPU ran out of memory "
+            r"at batch size 64; lower training.models.vgg16.batch_size \(this model only\) or "
+            r"training.batch_size",
+        ),
+        _epoch_errors("chest", settings, 2, 5),
+    ):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
