@@ -150,7 +150,7 @@ def all_targets():
     targets = expand("results/tables/{table}.{ext}", table=tables, ext=["csv", "md"])
     if EXPLAIN_MODELS:
         targets += expand("results/figures/cams_{dataset}.png", dataset=DATASETS)
-    return targets
+    return targets + quality_targets()
 
 
 def gallery_cams_by_method(wildcards):
@@ -163,3 +163,67 @@ def gallery_cams_by_method(wildcards):
         ]
         for method in METHODS
     }
+
+
+# --- explanation quality (localisation, faithfulness, sanity check; workflow/rules/quality.smk)
+
+
+def quality_params(wildcards):
+    """Settings of the localisation, faithfulness and sanity scores of one explain job."""
+    quality = config["quality"]
+    return {
+        "tolerance": quality["tolerance"],
+        "top_k": quality["top_k"],
+        "faithfulness_steps": quality["faithfulness_steps"],
+        "sanity_images": quality["sanity"]["images"],
+        "sanity_depths": quality["sanity"]["stages"],
+    }
+
+
+def baselines_params(wildcards):
+    """The explain job's image selection and scoring settings, for the baseline maps."""
+    params = {**explain_params(wildcards), **quality_params(wildcards)}
+    for key in ("road_percentiles", "sanity_images", "sanity_depths"):
+        params.pop(key)
+    return params
+
+
+def all_baselines():
+    return expand(
+        "results/explain/{dataset}/{model}/fold{fold}/baselines/scores.parquet",
+        dataset=DATASETS,
+        model=EXPLAIN_MODELS,
+        fold=FOLDS,
+    )
+
+
+def all_sanity():
+    return [path.replace("scores.parquet", "sanity.parquet") for path in all_scores()]
+
+
+def localisation_figure_input(wildcards):
+    """Every explained model's method and baseline scores on one dataset."""
+    return {
+        "scores": [p for p in all_scores() if p.split("/")[2] == wildcards.dataset],
+        "baselines": [
+            p for p in all_baselines() if p.split("/")[2] == wildcards.dataset
+        ],
+    }
+
+
+QUALITY_TABLES = [
+    "localisation",
+    "faithfulness",
+    "sanity",
+    "ttest_localisation",
+    "ttest_faithfulness",
+    "ttest_sanity",
+]
+
+
+def quality_targets():
+    if not EXPLAIN_MODELS:
+        return []
+    return expand(
+        "results/tables/{table}.{ext}", table=QUALITY_TABLES, ext=["csv", "md"]
+    ) + expand("results/figures/localisation_{dataset}.png", dataset=DATASETS)
