@@ -133,7 +133,7 @@ def test_sanity_check_on_a_real_network():
     for method in ("eigencam", "gradcam"):
         trained = compute_cams(model, "resnet18", method, x, targets)
         result = sanity_check(
-            model, "resnet18", method, x, targets, trained, ids, depths=[1, 99], seed=0
+            model, "resnet18", method, x, targets, trained, ids, depths=[1, "all"], seed=0
         )
         assert list(result["stage"]) == [1, 1, 1, 11, 11, 11]
         assert list(result["randomised"]) == ["fc"] * 3 + ["conv1"] * 3

@@ -232,7 +232,7 @@ def explain(
     top_k: float = 10,
     faithfulness_steps: int = 10,
     sanity_images: int = 4,
-    sanity_depths: Sequence[int] = (1, 2),
+    sanity_depths: Sequence[int | str] = (1, "all"),
 ) -> pd.DataFrame:
     """CAMs (``method``) for the predicted class of every image in ``predictions`` (or at most
     ``max_images``, the predicted classes taken in turn) and their scores: confidence increase,

@@ -110,15 +110,15 @@ def _reinitialise(block: nn.Module, seed: int) -> None:
                 module.reset_running_stats()
 
 
-def randomised_cascade(model: nn.Module, depths: Sequence[int], seed: int = 0):
+def randomised_cascade(model: nn.Module, depths: Sequence[int | str], seed: int = 0):
     """Yield (depth, name of the deepest randomised block, model) for each depth (sorted,
-    capped at the number of blocks, repeats dropped): a copy of ``model`` whose ``depth`` top
+    capped at the number of blocks, ``"all"``: every block; repeats dropped): a copy of ``model`` whose ``depth`` top
     blocks are re-initialised. One copy is randomised further at each depth, so block k gets
     the same random weights at every depth that includes it."""
     blocks = cascade_blocks(model)
-    wanted = sorted({min(int(d), len(blocks)) for d in depths})
+    wanted = sorted({len(blocks) if d == "all" else min(int(d), len(blocks)) for d in depths})
     if not wanted or wanted[0] < 1:
-        raise ValueError(f"cascade depths must be >= 1, got {list(depths)}")
+        raise ValueError(f"cascade depths must be >= 1 or 'all', got {list(depths)}")
     randomised = copy.deepcopy(model).eval()
     names = [name for name, _ in cascade_blocks(randomised)]
     modules = [module for _, module in cascade_blocks(randomised)]
@@ -139,7 +139,7 @@ def sanity_check(
     trained_cams: np.ndarray,
     image_ids: Sequence[str],
     *,
-    depths: Sequence[int] = (1, 2),
+    depths: Sequence[int | str] = (1, "all"),
     seed: int = 0,
     batch_size: int = 16,
 ) -> pd.DataFrame:
