@@ -112,9 +112,9 @@ def _reinitialise(block: nn.Module, seed: int) -> None:
 
 def randomised_cascade(model: nn.Module, depths: Sequence[int | str], seed: int = 0):
     """Yield (depth, name of the deepest randomised block, model) for each depth (sorted,
-    capped at the number of blocks, ``"all"``: every block; repeats dropped): a copy of ``model`` whose ``depth`` top
-    blocks are re-initialised. One copy is randomised further at each depth, so block k gets
-    the same random weights at every depth that includes it."""
+    capped at the number of blocks, ``"all"``: every block; repeats dropped): a copy of
+    ``model`` whose ``depth`` top blocks are re-initialised. One copy is randomised further
+    at each depth, so block k gets the same random weights at every depth that includes it."""
     blocks = cascade_blocks(model)
     wanted = sorted({len(blocks) if d == "all" else min(int(d), len(blocks)) for d in depths})
     if not wanted or wanted[0] < 1:
