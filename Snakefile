@@ -20,6 +20,7 @@ include: "workflow/rules/explain.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/generalise.smk"
+include: "workflow/rules/quality.smk"
 
 
 # Quick jobs run where Snakemake runs (the login node under profiles/slurm) rather than queue.
@@ -41,6 +42,8 @@ localrules:
     timing_figure,
     generalisation_tables,
     generalisation_figure,
+    quality_tables,
+    localisation_figure,
 
 
 rule all:

@@ -337,8 +337,8 @@ def test_a_diverging_loss_stops_the_job_naming_dataset_model_fold_and_epoch(mani
     )
     with pytest.raises(
         FloatingPointError,
-        match=r"dataset 'mine', model 'resnet18', fold 0, epoch \d: the training loss is (nan|inf).*"
-        r"lower the learning rate \(training.lr",
+        match=r"dataset 'mine', model 'resnet18', fold 0, epoch \d: the training loss is "
+        r"(nan|inf).*lower the learning rate \(training.lr",
     ):
         train_fold(
             images_path=tmp_path / "images.npy",

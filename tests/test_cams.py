@@ -13,7 +13,7 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from xaimed import models as models_module
-from xaimed.cams import CAM_METHODS, METHODS, FastAblationCAM, compute_cams
+from xaimed.cams import CAM_METHODS, METHODS, FastAblationCAM, compute_cams, compute_cams_and_signs
 from xaimed.models import CamFamily, build_model, target_layer
 
 LIBRARY_CLASS = {
@@ -25,6 +25,8 @@ LIBRARY_CLASS = {
     "ablationcam": "AblationCAM",
     "scorecam": "ScoreCAM",
     "eigencam": "EigenCAM",
+    "eigengradcam_signed": "EigenGradCAM",
+    "eigencam_signed": "EigenCAM",
 }
 
 
@@ -45,10 +47,14 @@ def library_cams(model, name, method, x, targets):
 def test_registry_is_the_documented_mapping():
     assert tuple(LIBRARY_CLASS) == METHODS
     for method, cls_name in LIBRARY_CLASS.items():
-        assert CAM_METHODS[method].library_class is getattr(pytorch_grad_cam, cls_name)
+        library = getattr(pytorch_grad_cam, cls_name)
+        if method.endswith("_signed"):  # our sign-corrected subclass of the library's class
+            assert issubclass(CAM_METHODS[method].library_class, library)
+        else:
+            assert CAM_METHODS[method].library_class is library
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [m for m in METHODS if not m.endswith("_signed")])
 def test_every_method_equals_the_library_call_on_resnet18(resnet18, method):
     model, x, targets = resnet18
     if method in ("scorecam", "ablationcam"):  # one forward per channel in the library
@@ -61,6 +67,53 @@ def test_every_method_equals_the_library_call_on_resnet18(resnet18, method):
         assert cam.min() == pytest.approx(0, abs=1e-6) and cam.max() > 0.99
     tolerance = 1e-4 if method == "ablationcam" else 1e-5
     assert np.abs(got - expected).max() <= tolerance
+
+
+@pytest.mark.parametrize("method", ["eigengradcam", "eigencam"])
+def test_signed_eigen_variant_fixes_the_sign_the_library_leaves_open(resnet18, method):
+    """Independent computation: the first principal component of the centred (grads x)
+    activations by numpy's SVD, its sign chosen to correlate positively with the channel sum
+    (unique whatever sign the SVD returns), ReLU, the library's scaling and resizing. The
+    signed map is that; the library's raw map is that or, where ``flipped``, its opposite."""
+    model, _, _ = resnet18
+    torch.manual_seed(7)
+    x = torch.randn(6, 3, 96, 96)  # layer4: 3x3
+    targets = [0, 1, 2, 0, 1, 2]
+    raw = compute_cams(model, "resnet18", method, x, targets, batch_size=4)
+    signed, flipped = compute_cams_and_signs(
+        model, "resnet18", f"{method}_signed", x, targets, batch_size=4
+    )
+    assert np.isnan(compute_cams_and_signs(model, "resnet18", method, x, targets)[1]).all()
+
+    captured = {}
+    handle = target_layer(model, "resnet18").register_forward_hook(
+        lambda m, i, o: captured.setdefault("acts", o)
+    )
+    logits = model(x)
+    handle.remove()
+    acts = captured["acts"]
+    acts.retain_grad()
+    logits[torch.arange(6), targets].sum().backward()
+    matrix = acts.detach().numpy()
+    if method == "eigengradcam":
+        matrix = acts.grad.numpy() * matrix
+    for i, m in enumerate(matrix):
+        flat = m.reshape(m.shape[0], -1).T  # positions x channels
+        centred = flat - flat.mean(axis=0)
+        projection = centred @ np.linalg.svd(centred, full_matrices=False)[2][0]
+        if np.corrcoef(projection, flat.sum(axis=1))[0, 1] < 0:
+            projection = -projection
+
+        def as_map(p):
+            return scale_cam_image(np.maximum(p, 0).reshape(1, 3, 3), (96, 96))[0]
+
+        # float32 SVDs of batches of different sizes agree to ~1e-2; a wrong sign is off by ~1
+        np.testing.assert_allclose(signed[i], as_map(projection), atol=2e-2)
+        library_sign = -1 if flipped[i] == 1 else 1
+        np.testing.assert_allclose(raw[i], as_map(library_sign * projection), atol=2e-2)
+    assert set(np.unique(flipped)) <= {0.0, 1.0}
+    if method == "eigengradcam":  # both cases occur on these images (EigenCAM: no flips)
+        assert set(np.unique(flipped)) == {0.0, 1.0}
 
 
 def test_batch_size_does_not_change_maps(resnet18):
@@ -202,3 +255,22 @@ def test_cuda_maps_equal_cpu_maps(monkeypatch, name):
     fast = compute_cams(model_gpu, name, "ablationcam", x.cuda(), targets)
     expected = library_cams(model_gpu, name, "ablationcam", x.cuda(), targets)
     assert np.abs(fast - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", ["resnet50", "densenet121", "vgg16", "efficientnet_b0"])
+def test_every_method_runs_on_default_architectures(name):
+    """Every registered method on each default architecture's registered target layer (the
+    maps' values are checked against the library on ResNet18 above). ScoreCAM costs one
+    forward per channel (ResNet50: 2048, 20 s here), so it runs on EfficientNet-B0 only; it
+    was checked by hand on the other three."""
+    torch.manual_seed(4)
+    model = build_model(name, 3).eval()
+    x = torch.randn(1, 3, 64, 64)
+    for method in METHODS:
+        if method == "scorecam" and name != "efficientnet_b0":
+            continue
+        maps = compute_cams(
+            model, name, method, x[:, :, :32, :32] if method == "scorecam" else x, [1]
+        )
+        assert maps.dtype == np.float32 and np.isfinite(maps).all(), method
+        assert maps.min() >= 0 and maps.max() <= 1, method

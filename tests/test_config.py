@@ -27,6 +27,8 @@ def test_shipped_configs_are_valid(name):
         (lambda c: c["explain"].update(methods=["gradcam++"]), "'gradcam++' is not one of"),
         (lambda c: c["datasets"].update(x={"phantom": "knee_mri"}), "is not valid under any"),
         (lambda c: c.update(folds=1), "1 is less than the minimum of 2"),
+        (lambda c: c["quality"]["sanity"].update(stage=[1]), "'stage' was unexpected"),
+        (lambda c: c["quality"].update(top_k=0), "0 is less than or equal to the minimum"),
     ],
 )
 def test_typos_and_bad_values_are_refused(change, message):

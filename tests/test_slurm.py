@@ -26,7 +26,7 @@ from xaimed import gpu_slots
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 REQUIRE_SLURM = os.environ.get("XAIMED_REQUIRE_SLURM") == "1"
-GPU_RULES = {"train", "explain", "generalise"}
+GPU_RULES = {"train", "explain", "generalise", "baselines"}
 # The Snakefile's localrules: run by Snakemake itself, never submitted.
 LOCAL_RULES = {
     "phantom",
@@ -46,6 +46,8 @@ LOCAL_RULES = {
     "timing_figure",
     "generalisation_tables",
     "generalisation_figure",
+    "quality_tables",
+    "localisation_figure",
 }
 
 

@@ -25,11 +25,15 @@ pytestmark = pytest.mark.workflow
 
 
 def test_every_contract_output_exists(tiny_run):
-    for table in ("classification", "ttest_models", "confidence_increase", "xai_timing"):
+    tables = ["classification", "ttest_models", "confidence_increase", "xai_timing"]
+    tables += ["localisation", "faithfulness", "sanity"]
+    tables += ["ttest_localisation", "ttest_faithfulness", "ttest_sanity"]
+    for table in tables:
         for suffix in (".csv", ".md"):
             assert (tiny_run / "results" / "tables" / f"{table}{suffix}").stat().st_size > 0
     for dataset in TINY["datasets"]:
         assert (tiny_run / f"results/figures/cams_{dataset}.png").stat().st_size > 0
+        assert (tiny_run / f"results/figures/localisation_{dataset}.png").stat().st_size > 0
         data = tiny_run / "results" / "data" / dataset
         for name in ("manifest.parquet", "folds.parquet", "images.npy", "masks.npy"):
             assert (data / name).exists()
@@ -38,9 +42,12 @@ def test_every_contract_output_exists(tiny_run):
                 train = tiny_run / f"results/train/{dataset}/{model}/fold{fold}"
                 for name in ("model.pt", "history.parquet", "predictions.parquet"):
                     assert (train / name).exists()
+                baselines = f"results/explain/{dataset}/{model}/fold{fold}/baselines"
+                assert (tiny_run / baselines / "scores.parquet").exists()
                 for method in TINY["explain"]["methods"]:
                     explain = tiny_run / f"results/explain/{dataset}/{model}/fold{fold}/{method}"
                     assert (explain / "scores.parquet").exists() and (explain / "cams.npz").exists()
+                    assert (explain / "sanity.parquet").exists()
     for log in (tiny_run / "logs" / "train").rglob("*.log"):
         assert "epoch 1/1" in log.read_text()
 
@@ -116,7 +123,11 @@ def test_a_deleted_scores_file_reruns_that_job_only(tiny_run):
     changed = {
         p.relative_to(tiny_run).as_posix() for p in outputs if p.stat().st_mtime_ns != before[p]
     }
-    assert changed == {target, target.replace("scores.parquet", "cams.npz")}
+    assert changed == {
+        target,
+        target.replace("scores.parquet", "cams.npz"),
+        target.replace("scores.parquet", "sanity.parquet"),
+    }
 
 
 def test_default_config_dry_run_lists_the_study(tmp_path):
@@ -127,7 +138,9 @@ def test_default_config_dry_run_lists_the_study(tmp_path):
     counts = job_counts(snakemake(tmp_path, "--dry-run", config=""))
     assert counts["train"] == n_data * n_models * n_folds
     assert counts["explain"] == n_data * n_explained * n_folds * n_methods
-    for rule in ("phantom", "ingest", "folds", "preprocess", "cam_gallery"):
+    assert counts["baselines"] == n_data * n_explained * n_folds
+    for rule in ("phantom", "ingest", "folds", "preprocess", "cam_gallery", "localisation_figure"):
         assert counts[rule] == n_data
     for rule in ("fold_metrics", "compare_models", "compare_methods", "classification_table"):
         assert counts[rule] == 1
+    assert counts["quality_tables"] == 1

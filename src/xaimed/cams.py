@@ -27,11 +27,21 @@ from pytorch_grad_cam import (  # noqa: E402
 )
 from pytorch_grad_cam.base_cam import BaseCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection  # noqa: E402
 from torch import nn  # noqa: E402
 
 from xaimed.models import model_tail, target_layer  # noqa: E402
 
-__all__ = ["CAM_METHODS", "METHODS", "CamMethod", "FastAblationCAM", "compute_cams"]
+__all__ = [
+    "CAM_METHODS",
+    "METHODS",
+    "CamMethod",
+    "FastAblationCAM",
+    "SignedEigenCAM",
+    "SignedEigenGradCAM",
+    "compute_cams",
+    "compute_cams_and_signs",
+]
 
 #: the library's ablation constant (pytorch_grad_cam.ablation_layer.AblationLayer.__call__)
 _LIBRARY_ABLATION_VALUE = 1e7
@@ -138,9 +148,74 @@ def _fast_ablation(model: nn.Module, layer: nn.Module, model_name: str) -> BaseC
     return FastAblationCAM(model=model, target_layers=[layer], tail=tail)
 
 
+def _sign_corrected(projection: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flip each image's principal-component projection whose spatial Pearson correlation with
+    ``reference`` is negative -> (projections, flipped flags). Both arrays are (N, h, w)."""
+    p = projection.reshape(len(projection), -1).astype(np.float64)
+    r = reference.reshape(len(reference), -1).astype(np.float64)
+    p = p - p.mean(axis=1, keepdims=True)
+    r = r - r.mean(axis=1, keepdims=True)
+    flipped = (p * r).sum(axis=1) < 0  # sign of the covariance = sign of the correlation
+    out = projection.copy()
+    out[flipped] *= -1
+    return out, flipped
+
+
+class _SignedEigen:
+    """EigenCAM/EigenGradCAM with the sign of the first principal component fixed.
+
+    The SVD's component has an arbitrary sign, and the library's ReLU then keeps either the
+    region the component points at or its complement. Here the sign is the one under which the
+    projection correlates positively (over the target layer's positions) with the channel sum
+    of the very matrix whose component is taken: the activations for EigenCAM (where the layer
+    fires), gradients x activations for EigenGradCAM (each position's first-order contribution
+    to the class score). ``flipped`` collects, per image, whether the library's sign was
+    reversed. Otherwise the library's code: ReLU, per-image min-max scaling, resizing.
+    """
+
+    flipped: list[bool]
+
+    def _matrix(self, activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def get_cam_image(
+        self,
+        input_tensor: torch.Tensor,
+        target_layer: nn.Module,
+        target_category: object,
+        activations: np.ndarray,
+        grads: np.ndarray | None,
+        eigen_smooth: bool,
+    ) -> np.ndarray:
+        matrix = self._matrix(activations, grads)
+        projection = get_2d_projection(matrix)
+        projection, flipped = _sign_corrected(projection, np.nan_to_num(matrix).sum(axis=1))
+        self.flipped.extend(bool(f) for f in flipped)
+        return projection
+
+
+class SignedEigenGradCAM(_SignedEigen, EigenGradCAM):
+    def __init__(self, model: nn.Module, target_layers: list[nn.Module]) -> None:
+        super().__init__(model, target_layers)
+        self.flipped = []
+
+    def _matrix(self, activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
+        return grads * activations
+
+
+class SignedEigenCAM(_SignedEigen, EigenCAM):
+    def __init__(self, model: nn.Module, target_layers: list[nn.Module]) -> None:
+        super().__init__(model, target_layers)
+        self.flipped = []
+
+    def _matrix(self, activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
+        return activations
+
+
 @dataclass(frozen=True)
 class CamMethod:
-    """library_class: the pytorch-grad-cam class whose output this method reproduces.
+    """library_class: the pytorch-grad-cam class whose output this method reproduces (or our
+    subclass of it, for the sign-corrected Eigen variants).
     fast: optional (model, layer, model_name) -> an equivalent, faster CAM object (or None to
     use the library class)."""
 
@@ -162,6 +237,9 @@ CAM_METHODS: dict[str, CamMethod] = {
     "ablationcam": CamMethod(AblationCAM, fast=_fast_ablation),  # exact, tail-only
     "scorecam": CamMethod(ScoreCAM),
     "eigencam": CamMethod(EigenCAM),
+    # The first principal component's sign is arbitrary; these fix it (see _SignedEigen).
+    "eigengradcam_signed": CamMethod(SignedEigenGradCAM),
+    "eigencam_signed": CamMethod(SignedEigenCAM),
 }
 METHODS: tuple[str, ...] = tuple(CAM_METHODS)
 
@@ -180,6 +258,19 @@ def compute_cams(
     returns (per-image min-max scaling and resizing by the library), in batches of
     ``batch_size``. ``inputs`` are normalised float images; ``model`` is put in eval mode.
     """
+    return compute_cams_and_signs(model, model_name, method, inputs, targets, batch_size)[0]
+
+
+def compute_cams_and_signs(
+    model: nn.Module,
+    model_name: str,
+    method: str,
+    inputs: torch.Tensor,
+    targets: Sequence[int],
+    batch_size: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`compute_cams` and, per image, whether a sign-corrected Eigen method flipped the
+    library's sign: float (N,) of 1.0/0.0, NaN for every other method."""
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; supported: {', '.join(METHODS)}")
     if inputs.ndim != 4:
@@ -191,8 +282,9 @@ def compute_cams(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     result = np.empty((n, *inputs.shape[-2:]), dtype=np.float32)
+    flipped = np.full(n, np.nan)
     if n == 0:
-        return result
+        return result, flipped
     model.eval()
     layer = target_layer(model, model_name)
     device = next(model.parameters()).device
@@ -211,6 +303,8 @@ def compute_cams(
                 ) from exc
             result[start:stop] = maps
             done = stop
+        if isinstance(cam, _SignedEigen):
+            flipped[:] = cam.flipped
     if done != n:
         raise RuntimeError(f"CAM computation stopped after {done} of {n} images")
-    return result
+    return result, flipped

@@ -176,7 +176,7 @@ def all_targets():
     if EXPLAIN_MODELS:
         targets += expand("results/figures/cams_{dataset}.png", dataset=DATASETS)
     targets += generalisation_targets()
-    return targets + report_targets()
+    return targets + report_targets() + quality_targets()
 
 
 def gallery_cams_by_method(wildcards):
@@ -331,6 +331,38 @@ def all_generalise_metrics():
     )
 
 
+# --- explanation quality (localisation, faithfulness, sanity check; workflow/rules/quality.smk)
+
+
+def quality_params(wildcards):
+    """Settings of the localisation, faithfulness and sanity scores of one explain job."""
+    quality = config["quality"]
+    return {
+        "tolerance": quality["tolerance"],
+        "top_k": quality["top_k"],
+        "faithfulness_steps": quality["faithfulness_steps"],
+        "sanity_images": quality["sanity"]["images"],
+        "sanity_depths": quality["sanity"]["stages"],
+    }
+
+
+def baselines_params(wildcards):
+    """The explain job's image selection and scoring settings, for the baseline maps."""
+    params = {**explain_params(wildcards), **quality_params(wildcards)}
+    for key in ("road_percentiles", "sanity_images", "sanity_depths"):
+        params.pop(key)
+    return params
+
+
+def all_baselines():
+    return expand(
+        "results/explain/{dataset}/{model}/fold{fold}/baselines/scores.parquet",
+        dataset=DATASETS,
+        model=EXPLAIN_MODELS,
+        fold=FOLDS,
+    )
+
+
 def all_cam_stability():
     return [
         p.replace("metrics.parquet", "cam_stability.parquet")
@@ -352,3 +384,35 @@ def train_checkpoint(wildcards):
     """Where a training job keeps its per-epoch checkpoint to resume from after a kill."""
     fold = f"results/train/{wildcards.dataset}/{wildcards.model}/fold{wildcards.fold}"
     return f"{fold}/checkpoint/last.pt"
+
+
+def all_sanity():
+    return [path.replace("scores.parquet", "sanity.parquet") for path in all_scores()]
+
+
+def localisation_figure_input(wildcards):
+    """Every explained model's method and baseline scores on one dataset."""
+    return {
+        "scores": [p for p in all_scores() if p.split("/")[2] == wildcards.dataset],
+        "baselines": [
+            p for p in all_baselines() if p.split("/")[2] == wildcards.dataset
+        ],
+    }
+
+
+QUALITY_TABLES = [
+    "localisation",
+    "faithfulness",
+    "sanity",
+    "ttest_localisation",
+    "ttest_faithfulness",
+    "ttest_sanity",
+]
+
+
+def quality_targets():
+    if not EXPLAIN_MODELS:
+        return []
+    return expand(
+        "results/tables/{table}.{ext}", table=QUALITY_TABLES, ext=["csv", "md"]
+    ) + expand("results/figures/localisation_{dataset}.png", dataset=DATASETS)

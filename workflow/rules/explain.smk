@@ -1,9 +1,11 @@
 rule explain:
     input:
         unpack(explain_input),
+        masks="results/data/{dataset}/masks.npy",
     output:
         scores="results/explain/{dataset}/{model}/fold{fold}/{method}/scores.parquet",
         cams="results/explain/{dataset}/{model}/fold{fold}/{method}/cams.npz",
+        sanity="results/explain/{dataset}/{model}/fold{fold}/{method}/sanity.parquet",
     log:
         "logs/explain/{dataset}/{model}/fold{fold}/{method}.log",
     benchmark:
@@ -17,5 +19,6 @@ rule explain:
         runtime=120,
     params:
         explain=explain_params,
+        quality=quality_params,
     script:
         "../scripts/explain.py"

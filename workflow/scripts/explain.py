@@ -13,5 +13,8 @@ explain(
     snakemake.wildcards.method,
     snakemake.output.scores,
     snakemake.output.cams,
+    masks_path=snakemake.input.masks,
+    sanity_path=snakemake.output.sanity,
     **snakemake.params.explain,
+    **snakemake.params.quality,
 )

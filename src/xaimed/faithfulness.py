@@ -1,0 +1,134 @@
+"""Does the model need what the map highlights? Deletion and insertion curves (Petsiuk et al.
+2018, RISE).
+
+Deletion replaces the pixels in map order, most relevant first, with a substrate (the mean
+colour: zero in normalised input space) and follows the softmax probability of the explained
+class; a faithful map makes it fall fast (low AUC). Insertion starts from a blurred image and
+reveals the original pixels in the same order; a faithful map makes it rise fast (high AUC).
+Both are areas under the probability curve over the share of pixels changed, in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from xaimed.localisation import pixel_order
+
+__all__ = [
+    "BLUR_SIGMA",
+    "blurred",
+    "curves",
+    "faithfulness_scores",
+    "mean_colour",
+]
+
+#: the insertion start's Gaussian blur, as a share of the image side: enough to wash out a
+#: lesion of a few percent of the image while keeping the image's coarse layout
+BLUR_SIGMA = 1 / 16
+
+Substrate = Callable[[torch.Tensor], torch.Tensor]
+
+
+def mean_colour(image: torch.Tensor) -> torch.Tensor:
+    """Zero in normalised input space: the normalisation's mean colour (RISE's deletion)."""
+    return torch.zeros_like(image)
+
+
+def blurred(image: torch.Tensor) -> torch.Tensor:
+    """The image under a Gaussian blur of BLUR_SIGMA x its side (RISE's insertion start)."""
+    array = image.detach().cpu().float().numpy()
+    sigma = BLUR_SIGMA * max(array.shape[-2:])
+    out = ndimage.gaussian_filter(array, sigma=(0, sigma, sigma), mode="nearest")
+    return torch.from_numpy(out).to(image.device, image.dtype)
+
+
+def _steps(n_pixels: int, steps: int) -> np.ndarray:
+    """Pixels changed after each of the steps (0 first, all last)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return np.round(np.linspace(0, n_pixels, steps + 1)).astype(np.int64)
+
+
+def _perturbed(
+    image: torch.Tensor, start: torch.Tensor, end: torch.Tensor, order: np.ndarray, counts
+) -> torch.Tensor:
+    """(len(counts), C, H, W): ``start`` with its ``counts[s]`` first pixels of ``order``
+    replaced by those of ``end``."""
+    height, width = image.shape[-2:]
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    changed = torch.from_numpy(rank[None, :] < counts[:, None]).to(image.device)
+    changed = changed.view(len(counts), 1, height, width)
+    return torch.where(changed, end.unsqueeze(0), start.unsqueeze(0))
+
+
+def curves(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    cams: np.ndarray,
+    targets: Sequence[int],
+    *,
+    steps: int = 10,
+    seeds: Sequence[int] | None = None,
+    batch_size: int = 16,
+    deletion_substrate: Substrate = mean_colour,
+    insertion_substrate: Substrate = blurred,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fractions (steps+1,), deletion (N, steps+1), insertion (N, steps+1)): the softmax
+    probability of ``targets[i]`` after each step. Pixel order: :func:`pixel_order` of each
+    map with ``seeds[i]`` (default 0) breaking ties. The model sees the perturbed images in
+    batches of ``batch_size``."""
+    cams = np.asarray(cams, dtype=np.float32)
+    targets = [int(t) for t in targets]
+    n = inputs.shape[0]
+    if inputs.ndim != 4 or cams.shape != (n, *inputs.shape[-2:]) or len(targets) != n:
+        raise ValueError(
+            f"inputs {tuple(inputs.shape)}, cams {cams.shape} and {len(targets)} targets do not "
+            "match: expected (N, C, H, W), (N, H, W) and N"
+        )
+    seeds = [0] * n if seeds is None else list(seeds)
+    counts = _steps(cams[0].size if n else 1, steps)
+    model.eval()
+    device = next(model.parameters()).device
+    deletion = np.empty((n, len(counts)))
+    insertion = np.empty((n, len(counts)))
+    with torch.no_grad():
+        for i in range(n):
+            image = inputs[i].to(device)
+            order = pixel_order(cams[i], seeds[i])
+            batch = torch.cat(
+                [
+                    _perturbed(image, image, deletion_substrate(image), order, counts),
+                    _perturbed(image, insertion_substrate(image), image, order, counts),
+                ]
+            )
+            probs = torch.cat(
+                [
+                    torch.softmax(model(batch[s : s + batch_size]).float(), 1)[:, targets[i]]
+                    for s in range(0, len(batch), batch_size)
+                ]
+            )
+            probs = probs.cpu().double().numpy()
+            deletion[i], insertion[i] = probs[: len(counts)], probs[len(counts) :]
+    return counts / counts[-1], deletion, insertion
+
+
+def faithfulness_scores(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    cams: np.ndarray,
+    targets: Sequence[int],
+    **kwargs,
+) -> dict[str, np.ndarray]:
+    """``deletion_auc`` (lower is better) and ``insertion_auc`` (higher is better) per image:
+    trapezoidal areas under :func:`curves` (same keyword arguments)."""
+    fractions, deletion, insertion = curves(model, inputs, cams, targets, **kwargs)
+    return {
+        "deletion_auc": np.trapezoid(deletion, fractions, axis=1),
+        "insertion_auc": np.trapezoid(insertion, fractions, axis=1),
+    }

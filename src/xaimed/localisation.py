@@ -1,0 +1,153 @@
+"""Does a map point at the lesion? Localisation scores against ground-truth masks, and the
+model-free baseline maps every explanation score is read against.
+
+Every score takes ``(cams, masks)`` with cams (N, H, W) float maps (higher = more relevant)
+and masks (N, H, W) with nonzero inside the lesion, and returns float64 (N,): NaN where the
+mask is empty (no lesion to point at) or the score is undefined.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "BASELINES",
+    "baseline_maps",
+    "centre_gaussian",
+    "energy_pointing_game",
+    "image_seed",
+    "iou_top_k",
+    "localisation_scores",
+    "pixel_order",
+    "pointing_game",
+    "random_map",
+]
+
+#: model-free maps scored beside every method: a floor (random, centre) and a ceiling (mask)
+BASELINES: tuple[str, ...] = ("random", "centre", "mask")
+#: the centre Gaussian's standard deviation as a share of the image side
+CENTRE_SIGMA = 0.25
+
+
+def _check(cams: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cams = np.asarray(cams, dtype=np.float64)
+    masks = np.asarray(masks) > 0
+    if cams.ndim != 3 or cams.shape != masks.shape:
+        raise ValueError(f"cams {cams.shape} and masks {masks.shape} must both be (N, H, W)")
+    return cams, masks
+
+
+def image_seed(seed: int, image_id: str) -> int:
+    """The seed of one image's random map and pixel tie-breaking: it does not depend on which
+    other images are scored in the same job."""
+    return (int(seed) * 1_000_003 + zlib.crc32(str(image_id).encode())) % 2**32
+
+
+def pixel_order(cam: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Flat pixel indices from the most to the least relevant; ties in random order (seeded),
+    so a flat map removes pixels at random instead of row by row from the top."""
+    flat = np.asarray(cam, dtype=np.float64).reshape(-1)
+    tie_break = np.random.default_rng(seed).permutation(flat.size)
+    return np.lexsort((tie_break, -flat))
+
+
+def pointing_game(cams: np.ndarray, masks: np.ndarray, tolerance: float = 0) -> np.ndarray:
+    """1 if the map's maximum lies within ``tolerance`` pixels (Euclidean) of the lesion, else 0
+    (Zhang et al. 2018). When several pixels share the maximum, the share of them that hit: the
+    expected score of picking one at random (a flat map scores the lesion's area share)."""
+    cams, masks = _check(cams, masks)
+    out = np.full(len(cams), np.nan)
+    for i, (cam, mask) in enumerate(zip(cams, masks, strict=True)):
+        if not mask.any():
+            continue
+        distance = ndimage.distance_transform_edt(~mask)  # 0 inside the lesion
+        peaks = cam == cam.max()
+        out[i] = np.mean(distance[peaks] <= tolerance)
+    return out
+
+
+def energy_pointing_game(cams: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Share of the map's mass inside the lesion, sum(cam * mask) / sum(cam) (Wang et al.
+    2020); NaN for an all-zero map. Maps must be non-negative."""
+    cams, masks = _check(cams, masks)
+    if (cams < 0).any():
+        raise ValueError("energy pointing game needs non-negative maps")
+    total = cams.sum(axis=(1, 2))
+    inside = (cams * masks).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(total > 0, inside / total, np.nan)
+    return np.where(masks.any(axis=(1, 2)), out, np.nan)
+
+
+def iou_top_k(
+    cams: np.ndarray, masks: np.ndarray, top_k: float = 10, seeds: Sequence[int] | None = None
+) -> np.ndarray:
+    """IoU of the lesion with the ``top_k`` % most relevant pixels (rounded up, at least one;
+    ties broken as in :func:`pixel_order` with ``seeds[i]``, default 0)."""
+    cams, masks = _check(cams, masks)
+    if not 0 < top_k <= 100:
+        raise ValueError(f"top_k is a percentage in (0, 100], got {top_k}")
+    seeds = [0] * len(cams) if seeds is None else list(seeds)
+    out = np.full(len(cams), np.nan)
+    for i, (cam, mask) in enumerate(zip(cams, masks, strict=True)):
+        if not mask.any():
+            continue
+        count = max(1, int(np.ceil(cam.size * top_k / 100 - 1e-9)))
+        top = np.zeros(cam.size, dtype=bool)
+        top[pixel_order(cam, seeds[i])[:count]] = True
+        lesion = mask.reshape(-1)
+        out[i] = (top & lesion).sum() / (top | lesion).sum()
+    return out
+
+
+def localisation_scores(
+    cams: np.ndarray,
+    masks: np.ndarray,
+    *,
+    tolerance: float = 0,
+    top_k: float = 10,
+    seeds: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """The three localisation scores of each map, by column name."""
+    return {
+        "pointing_game": pointing_game(cams, masks, tolerance),
+        "energy_pointing_game": energy_pointing_game(cams, masks),
+        "iou_top_k": iou_top_k(cams, masks, top_k, seeds),
+    }
+
+
+def random_map(shape: tuple[int, int], seed: int) -> np.ndarray:
+    """Independent uniform [0, 1) noise per pixel."""
+    return np.random.default_rng(seed).random(shape)
+
+
+def centre_gaussian(shape: tuple[int, int]) -> np.ndarray:
+    """exp(-d^2 / 2 sigma^2) around the image centre, sigma = CENTRE_SIGMA x the side: the
+    'lesions sit in the middle' prior a map should beat."""
+    height, width = shape
+    rows = (np.arange(height) - (height - 1) / 2) / (CENTRE_SIGMA * height)
+    cols = (np.arange(width) - (width - 1) / 2) / (CENTRE_SIGMA * width)
+    return np.exp(-(rows[:, None] ** 2 + cols[None, :] ** 2) / 2)
+
+
+def baseline_maps(
+    masks: np.ndarray, image_ids: Sequence[str], seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Baseline name -> (N, H, W) maps in [0, 1]: ``random`` (seeded per image id, so the same
+    image gets the same map in every job), ``centre`` and ``mask`` (the lesion itself; all zero
+    where there is none)."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or len(masks) != len(image_ids):
+        raise ValueError(f"masks {masks.shape} must be (N, H, W) for {len(image_ids)} image ids")
+    shape = masks.shape[1:]
+    return {
+        "random": np.stack([random_map(shape, image_seed(seed, i)) for i in image_ids])
+        if len(image_ids)
+        else np.zeros(masks.shape),
+        "centre": np.broadcast_to(centre_gaussian(shape), masks.shape).copy(),
+        "mask": (masks > 0).astype(np.float64),
+    }

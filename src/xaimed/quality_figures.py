@@ -1,0 +1,83 @@
+"""The localisation figure: each method's mean localisation scores beside the baselines.
+
+matplotlib's object API (Figure, no pyplot), as in :mod:`xaimed.figures`.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from xaimed.localisation import BASELINES
+from xaimed.quality import LOCALISATION_METRICS
+
+__all__ = ["localisation_figure"]
+
+PANEL_INCHES = (3.2, 2.6)
+DPI = 100
+BASELINE_STYLE = {
+    "random": {"color": "0.4", "linestyle": "--"},
+    "centre": {"color": "tab:orange", "linestyle": ":"},
+    "mask": {"color": "tab:green", "linestyle": "-"},
+}
+
+
+def localisation_figure(
+    scores: pd.DataFrame, baselines: pd.DataFrame, out_png: str | PathLike, title: str
+) -> pd.DataFrame:
+    """Rows = explained models, columns = localisation metrics; bars = methods (mean over the
+    images with a lesion mask, all classes and folds; error bars: standard error), lines =
+    the baselines' means over the same images. Saves ``out_png`` and returns the plotted
+    means (model, metric, map, n_images, mean, sem)."""
+    models = sorted(scores["model"].unique()) if len(scores) else []
+    plotted = []
+    for metric in LOCALISATION_METRICS:
+        for source, name_column in ((scores, "method"), (baselines, "baseline")):
+            if source.empty:
+                continue
+            valid = source.dropna(subset=[metric])
+            grouped = valid.groupby(["model", name_column])[metric]
+            summary = grouped.agg(n_images="size", mean="mean", sd="std").reset_index()
+            summary["sem"] = summary["sd"] / np.sqrt(summary["n_images"])
+            summary = summary.rename(columns={name_column: "map"}).assign(
+                metric=metric, kind=name_column
+            )
+            plotted.append(summary.drop(columns="sd"))
+    columns = ["model", "map", "n_images", "mean", "sem", "metric", "kind"]
+    means = pd.concat(plotted, ignore_index=True) if plotted else pd.DataFrame(columns=columns)
+
+    nrows, ncols = max(1, len(models)), len(LOCALISATION_METRICS)
+    fig = Figure(figsize=(PANEL_INCHES[0] * ncols, PANEL_INCHES[1] * nrows + 0.5), dpi=DPI)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig.suptitle(title)
+    for row, model in zip(axes, models or [None], strict=True):
+        for ax, metric in zip(row, LOCALISATION_METRICS, strict=True):
+            ax.set_title(metric.replace("_", " "), fontsize=9)
+            ax.set_ylim(0, 1.05)
+            part = means[(means["model"] == model) & (means["metric"] == metric)]
+            methods = part[part["kind"] == "method"]
+            if model is None or methods.empty:
+                ax.text(0.5, 0.5, "no lesion masks", ha="center", va="center", fontsize=8)
+                ax.set_xticks([])
+                continue
+            x = np.arange(len(methods))
+            ax.bar(x, methods["mean"], yerr=methods["sem"].fillna(0), color="tab:blue", alpha=0.8)
+            ax.set_xticks(x, methods["map"], rotation=45, ha="right", fontsize=7)
+            for baseline in BASELINES:
+                line = part[(part["kind"] == "baseline") & (part["map"] == baseline)]
+                if len(line):
+                    ax.axhline(
+                        float(line["mean"].iloc[0]), label=baseline, **BASELINE_STYLE[baseline]
+                    )
+            if ax is row[0]:
+                ax.set_ylabel(str(model), fontsize=9)
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, loc="upper right", title="baselines", title_fontsize=7)
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=DPI)
+    return means

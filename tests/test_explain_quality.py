@@ -1,0 +1,130 @@
+"""Explanation quality in the explain stage and the baselines stage, on the tiny fold of
+tests/test_explain.py with hand-made lesion masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.test_explain import SIZE, fold  # noqa: F401 - the fixture
+from xaimed.baselines import BASELINE_COLUMNS, score_baselines
+from xaimed.cams import compute_cams
+from xaimed.explain import QUALITY_COLUMNS, SANITY_FILE_COLUMNS, explain
+from xaimed.faithfulness import faithfulness_scores
+from xaimed.localisation import image_seed, localisation_scores, random_map
+from xaimed.models import normalize
+from xaimed.sanity import sanity_check
+
+QUALITY = {"tolerance": 1, "top_k": 5, "faithfulness_steps": 4}
+
+
+@pytest.fixture(scope="module")
+def masks(fold):  # noqa: F811
+    """A lesion in every image of the manifest but the first two (img05, img03: none)."""
+    root, _, images, _, _ = fold
+    masks = np.zeros((len(images), SIZE, SIZE), dtype=np.uint8)
+    for row in range(2, len(images)):
+        masks[row, 8 * row : 8 * row + 12, 10:30] = 1
+    np.save(root / "masks.npy", masks)
+    return root / "masks.npy"
+
+
+def run(root, out, method, masks_path, **kwargs):
+    return explain(
+        root / "model.pt",
+        root / "images.npy",
+        root / "manifest.parquet",
+        root / "predictions.parquet",
+        method,
+        out / "scores.parquet",
+        out / "cams.npz",
+        batch_size=4,
+        device="cpu",
+        masks_path=masks_path,
+        sanity_path=out / "sanity.parquet",
+        seed=3,
+        **QUALITY,
+        **kwargs,
+    )
+
+
+def test_explain_scores_localisation_faithfulness_and_sanity(fold, masks, tmp_path):  # noqa: F811
+    root, model, images, ids, _ = fold
+    scores = run(root, tmp_path, "gradcam", masks, sanity_images=3, sanity_depths=[1, 2])
+    assert set(QUALITY_COLUMNS) <= set(scores.columns)
+    rows = [ids.index(i) for i in scores["image_id"]]
+    x = normalize(torch.from_numpy(images[rows]))
+    targets = scores["pred"].tolist()
+    cams = compute_cams(model, "resnet18", "gradcam", x, targets)
+    seeds = [image_seed(3, i) for i in scores["image_id"]]
+    lesions = np.load(masks)[rows]
+    expected = localisation_scores(cams, lesions, tolerance=1, top_k=5, seeds=seeds)
+    expected |= faithfulness_scores(model, x, cams, targets, steps=4, seeds=seeds)
+    for column, values in expected.items():
+        np.testing.assert_allclose(scores[column], values, atol=1e-6, err_msg=column)
+    no_lesion = ~lesions.reshape(len(rows), -1).any(axis=1)
+    assert no_lesion.any() and scores.loc[no_lesion, "pointing_game"].isna().all()
+    assert scores.loc[~no_lesion, "pointing_game"].notna().all()
+    assert scores["sign_flipped"].isna().all()  # not a sign-corrected method
+
+    sanity = pd.read_parquet(tmp_path / "sanity.parquet")
+    assert list(sanity.columns) == SANITY_FILE_COLUMNS
+    assert len(sanity) == 3 * 2 and sanity["image_id"].nunique() == 3
+    first = sanity[sanity["stage"] == 1]
+    checked = [list(scores["image_id"]).index(i) for i in first["image_id"]]
+    direct = sanity_check(
+        model,
+        "resnet18",
+        "gradcam",
+        x[checked],
+        [targets[i] for i in checked],
+        cams[checked],
+        list(first["image_id"]),
+        depths=[1],
+        seed=3,
+    )
+    np.testing.assert_allclose(first["spearman"], direct["spearman"], atol=1e-6)
+    assert set(first["randomised"]) == {"fc"}
+    assert sanity["spearman_random"].abs().max() < 0.2  # an unrelated map: near zero
+
+
+def test_signed_method_records_its_flips(fold, masks, tmp_path):  # noqa: F811
+    scores = run(fold[0], tmp_path, "eigengradcam_signed", masks, max_images=3, sanity_images=0)
+    assert len(scores) == 3 and set(scores["sign_flipped"].unique()) <= {0.0, 1.0}
+    assert pd.read_parquet(tmp_path / "sanity.parquet").empty
+
+
+def test_baselines_score_the_same_images(fold, masks, tmp_path):  # noqa: F811
+    root, model, images, ids, _ = fold
+    explained = run(root, tmp_path, "gradcam", masks, max_images=5, sanity_images=0)
+    baselines = score_baselines(
+        root / "model.pt",
+        root / "images.npy",
+        root / "manifest.parquet",
+        root / "predictions.parquet",
+        masks,
+        tmp_path / "baselines.parquet",
+        batch_size=4,
+        device="cpu",
+        max_images=5,
+        seed=3,
+        **QUALITY,
+    )
+    assert list(baselines.columns) == BASELINE_COLUMNS
+    assert pd.read_parquet(tmp_path / "baselines.parquet").equals(baselines)
+    for name, part in baselines.groupby("baseline"):
+        assert list(part["image_id"]) == list(explained["image_id"]), name
+    lesion = explained["pointing_game"].notna().to_numpy()
+    mask = baselines[baselines["baseline"] == "mask"]
+    assert (mask["pointing_game"].to_numpy()[lesion] == 1).all()
+    assert np.isnan(mask["deletion_auc"].to_numpy()[~lesion]).all() and (~lesion).any()
+    # the random map of an image is the one localisation.random_map gives for its seed
+    random = baselines[baselines["baseline"] == "random"].reset_index(drop=True)
+    rows = [ids.index(i) for i in random["image_id"]]
+    lesions = np.load(masks)[rows]
+    maps = np.stack([random_map((SIZE, SIZE), image_seed(3, i)) for i in random["image_id"]])
+    seeds = [image_seed(3, i) for i in random["image_id"]]
+    expected = localisation_scores(maps, lesions, tolerance=1, top_k=5, seeds=seeds)
+    np.testing.assert_allclose(random["iou_top_k"], expected["iou_top_k"])

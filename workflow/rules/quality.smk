@@ -1,0 +1,105 @@
+rule baselines:
+    input:
+        unpack(explain_input),
+        masks="results/data/{dataset}/masks.npy",
+    output:
+        scores="results/explain/{dataset}/{model}/fold{fold}/baselines/scores.parquet",
+    log:
+        "logs/baselines/{dataset}/{model}/fold{fold}.log",
+    benchmark:
+        "benchmarks/baselines/{dataset}/{model}/fold{fold}.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: config["threads"]["explain"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        explain=baselines_params,
+    script:
+        "../scripts/baselines.py"
+
+
+rule quality_tables:
+    input:
+        scores=all_scores(),
+        baselines=all_baselines(),
+        sanity=all_sanity(),
+    output:
+        localisation=report(
+            "results/tables/localisation.csv",
+            caption="../report/localisation.rst",
+            category="Explanation quality",
+        ),
+        localisation_md="results/tables/localisation.md",
+        faithfulness=report(
+            "results/tables/faithfulness.csv",
+            caption="../report/faithfulness.rst",
+            category="Explanation quality",
+        ),
+        faithfulness_md="results/tables/faithfulness.md",
+        sanity=report(
+            "results/tables/sanity.csv",
+            caption="../report/sanity.rst",
+            category="Explanation quality",
+        ),
+        sanity_md="results/tables/sanity.md",
+        ttest_localisation=report(
+            "results/tables/ttest_localisation.csv",
+            caption="../report/ttest_quality.rst",
+            category="Statistics",
+        ),
+        ttest_localisation_md="results/tables/ttest_localisation.md",
+        ttest_faithfulness=report(
+            "results/tables/ttest_faithfulness.csv",
+            caption="../report/ttest_quality.rst",
+            category="Statistics",
+        ),
+        ttest_faithfulness_md="results/tables/ttest_faithfulness.md",
+        ttest_sanity=report(
+            "results/tables/ttest_sanity.csv",
+            caption="../report/ttest_quality.rst",
+            category="Statistics",
+        ),
+        ttest_sanity_md="results/tables/ttest_sanity.md",
+    log:
+        "logs/report/quality_tables.log",
+    benchmark:
+        "benchmarks/report/quality_tables.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        max_similarity=config["quality"]["sanity"]["max_similarity"],
+    script:
+        "../scripts/quality_tables.py"
+
+
+rule localisation_figure:
+    input:
+        unpack(localisation_figure_input),
+    output:
+        figure=report(
+            "results/figures/localisation_{dataset}.png",
+            caption="../report/localisation_figure.rst",
+            category="Explanation quality",
+            subcategory="{dataset}",
+        ),
+    log:
+        "logs/report/localisation_figure/{dataset}.log",
+    benchmark:
+        "benchmarks/report/localisation_figure/{dataset}.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        title=lambda wildcards: f"{wildcards.dataset}: localisation of the lesion",
+    script:
+        "../scripts/localisation_figure.py"
