@@ -48,19 +48,19 @@ rule quality_tables:
         ttest_localisation=report(
             "results/tables/ttest_localisation.csv",
             caption="../report/ttest_quality.rst",
-            category="Statistics",
+            category=STATISTICS,
         ),
         ttest_localisation_md="results/tables/ttest_localisation.md",
         ttest_faithfulness=report(
             "results/tables/ttest_faithfulness.csv",
             caption="../report/ttest_quality.rst",
-            category="Statistics",
+            category=STATISTICS,
         ),
         ttest_faithfulness_md="results/tables/ttest_faithfulness.md",
         ttest_sanity=report(
             "results/tables/ttest_sanity.csv",
             caption="../report/ttest_quality.rst",
-            category="Statistics",
+            category=STATISTICS,
         ),
         ttest_sanity_md="results/tables/ttest_sanity.md",
     log:
