@@ -379,7 +379,8 @@ def train_fold(
 
     steps = settings.epochs * math.ceil(len(train_rows) / settings.batch_size)
     trainer = Trainer(settings, len(names), steps)
-    train_images = trainer.stage(tensor(train_rows))
+    host_train_images = tensor(train_rows)
+    train_images = trainer.stage(host_train_images)  # may be on the GPU from here on
     train_labels = torch.from_numpy(labels[train_rows])
     val_images = trainer.stage(tensor(val_rows))
     log.info(
@@ -403,7 +404,7 @@ def train_fold(
         labels=labels.tolist(),
         store=list(store.shape),
         # the pixels themselves: a rebuilt image store must not resume an old run
-        images=hashlib.sha256(train_images.numpy()).hexdigest(),
+        images=hashlib.sha256(host_train_images.numpy()).hexdigest(),
     )
     resumed = checkpoint.load(checkpoint_path, run_id) if checkpoint_path else None
     if resumed:
