@@ -18,6 +18,7 @@ from scipy import ndimage
 from torch import nn
 
 from xaimed.localisation import pixel_order
+from xaimed.scores import check_maps
 
 __all__ = [
     "BLUR_SIGMA",
@@ -83,14 +84,8 @@ def curves(
     probability of ``targets[i]`` after each step. Pixel order: :func:`pixel_order` of each
     map with ``seeds[i]`` (default 0) breaking ties. The model sees the perturbed images in
     batches of ``batch_size``."""
-    cams = np.asarray(cams, dtype=np.float32)
-    targets = [int(t) for t in targets]
+    cams, targets = check_maps(inputs, cams, targets)
     n = inputs.shape[0]
-    if inputs.ndim != 4 or cams.shape != (n, *inputs.shape[-2:]) or len(targets) != n:
-        raise ValueError(
-            f"inputs {tuple(inputs.shape)}, cams {cams.shape} and {len(targets)} targets do not "
-            "match: expected (N, C, H, W), (N, H, W) and N"
-        )
     seeds = [0] * n if seeds is None else list(seeds)
     counts = _steps(cams[0].size if n else 1, steps)
     model.eval()

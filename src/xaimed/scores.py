@@ -17,12 +17,13 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import spsolve
 from torch import nn
 
-__all__ = ["confidence_increase", "road"]
+__all__ = ["check_maps", "confidence_increase", "road"]
 
 
-def _check(
+def check_maps(
     inputs: torch.Tensor, cams: np.ndarray, targets: Sequence[int]
 ) -> tuple[np.ndarray, list[int]]:
+    """float32 maps and int targets, after checking they match the (N, C, H, W) inputs."""
     cams = np.asarray(cams, dtype=np.float32)  # float16 maps from cams.npz are fine too
     targets = [int(t) for t in targets]
     n = inputs.shape[0]
@@ -46,7 +47,7 @@ def confidence_increase(
     Exactly pytorch-grad-cam's ``CamMultImageConfidenceChange`` with
     ``ClassifierOutputSoftmaxTarget``, in batches of ``batch_size``.
     """
-    cams, targets = _check(inputs, cams, targets)
+    cams, targets = check_maps(inputs, cams, targets)
     model.eval()
     device = next(model.parameters()).device
     metric = CamMultImageConfidenceChange()
@@ -161,7 +162,7 @@ def road(
     perturbed images in batches of ``batch_size`` rather than one at a time (the library's
     per-image calls made ROAD 95 % of the explain stage's time).
     """
-    cams, targets = _check(inputs, cams, targets)
+    cams, targets = check_maps(inputs, cams, targets)
     model.eval()
     device = next(model.parameters()).device
     n_percentiles = len(percentiles)

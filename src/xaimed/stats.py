@@ -68,8 +68,9 @@ def fold_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*FOLD_KEYS, "n_images", *FOLD_METRICS])
 
 
-def holm(p) -> np.ndarray:
-    """Holm step-down adjusted p-values (monotone, capped at 1); NaNs stay NaN, not counted."""
+def _stepwise(p, step) -> np.ndarray:
+    """Apply `step` (sorted p-values, m) -> adjusted to the non-NaN p-values, in their order;
+    NaNs stay NaN and are not counted in m."""
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
@@ -77,32 +78,31 @@ def holm(p) -> np.ndarray:
     if m == 0:
         return out
     order = np.argsort(p[ok], kind="stable")
-    stepped = p[ok][order] * (m - np.arange(m))
-    # Step-down: an adjusted p-value never falls below one of a smaller raw p-value.
-    adjusted = np.minimum(np.maximum.accumulate(stepped), 1.0)
     sub = np.empty(m)
-    sub[order] = adjusted
+    sub[order] = np.minimum(step(p[ok][order], m), 1.0)
     out[ok] = sub
     return out
+
+
+def holm(p) -> np.ndarray:
+    """Holm step-down adjusted p-values (monotone, capped at 1); NaNs stay NaN, not counted."""
+
+    def step(sorted_p: np.ndarray, m: int) -> np.ndarray:
+        # Step-down: an adjusted p-value never falls below one of a smaller raw p-value.
+        return np.maximum.accumulate(sorted_p * (m - np.arange(m)))
+
+    return _stepwise(p, step)
 
 
 def benjamini_hochberg(p) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (false discovery rate; monotone, capped at 1);
     NaNs stay NaN, not counted."""
-    p = np.asarray(p, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = ~np.isnan(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    order = np.argsort(p[ok], kind="stable")
-    stepped = p[ok][order] * m / np.arange(1, m + 1)
-    # Step-up: from the largest p down, an adjusted p-value never exceeds a larger one's.
-    adjusted = np.minimum(np.minimum.accumulate(stepped[::-1])[::-1], 1.0)
-    sub = np.empty(m)
-    sub[order] = adjusted
-    out[ok] = sub
-    return out
+
+    def step(sorted_p: np.ndarray, m: int) -> np.ndarray:
+        # Step-up: from the largest p down, an adjusted p-value never exceeds a larger one's.
+        return np.minimum.accumulate((sorted_p * m / np.arange(1, m + 1))[::-1])[::-1]
+
+    return _stepwise(p, step)
 
 
 ADJUSTMENTS = {"holm": holm, "bh": benjamini_hochberg}
