@@ -28,6 +28,7 @@ from torch import nn
 from xaimed import checkpoint, integrity, models
 from xaimed.datasets import class_names
 from xaimed.folds import fold_rows, fold_seed
+from xaimed.pooled_head import PooledHead
 from xaimed.runtime import seed_everything, select_device
 
 log = logging.getLogger("xaimed.train")
@@ -102,7 +103,11 @@ def make_scheduler(settings: TrainSettings, optimizer, steps: int):
     name = settings.scheduler.lower()
     if name == "cosine":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=settings.lr, total_steps=steps, pct_start=0.15, anneal_strategy="cos"
+            optimizer,
+            max_lr=[group["lr"] for group in optimizer.param_groups],  # settings.lr, or scaled
+            total_steps=steps,
+            pct_start=0.15,
+            anneal_strategy="cos",
         )
     if name == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -142,16 +147,28 @@ def augment(
 class Trainer:
     """One model, its optimiser and schedule; steps over uint8 image tensors held in memory."""
 
-    def __init__(self, settings: TrainSettings, num_classes: int, steps: int):
+    def __init__(
+        self, settings: TrainSettings, num_classes: int, steps: int, image_size: int | None = None
+    ):
         self.settings = settings
         self.device = select_device(settings.device)
         self.cuda = self.device.type == "cuda"
         self.model = models.build_model(settings.model, num_classes, settings.weights)
         self.model.to(self.device)
+        # VGG/AlexNet on small images: train the head on the distinct pooled values (exact
+        # for AdamW, see xaimed.pooled_head); the saved model is torchvision's layout again.
+        self.head = None
+        if image_size and settings.optimizer.lower() == "adamw":
+            self.head = PooledHead.find(self.model, image_size)
+        if self.head:
+            self.head.collapse(self.model)
+            params = self.head.parameter_groups(self.model, settings.lr, settings.weight_decay)
+        else:
+            params = self.model.parameters()
         if self.cuda:
             torch.backends.cudnn.benchmark = True
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = make_optimizer(settings, self.model.parameters())
+        self.optimizer = make_optimizer(settings, params)
         self.scheduler = make_scheduler(settings, self.optimizer, steps)
         self.generator = torch.Generator().manual_seed(settings.seed)
 
@@ -201,6 +218,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.head:
+                self.head.track(self.model, self.optimizer)
             self.scheduler.step()
             total_loss += loss.detach() * len(rows)
             correct += (logits.argmax(1) == y).sum()
@@ -218,6 +237,16 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
         }
+
+    def finish(self, state: dict[str, Any]) -> nn.Module:
+        """The model as torchvision builds it, with the weights of ``state`` (a state dict of
+        this trainer's model, e.g. its best epoch)."""
+        if self.head:
+            self.head.restore(self.model, state)
+            self.head = None
+        else:
+            self.model.load_state_dict(state)
+        return self.model
 
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -378,7 +407,7 @@ def train_fold(
         return torch.from_numpy(np.ascontiguousarray(store[rows]))
 
     steps = settings.epochs * math.ceil(len(train_rows) / settings.batch_size)
-    trainer = Trainer(settings, len(names), steps)
+    trainer = Trainer(settings, len(names), steps, image_size=int(store.shape[-1]))
     host_train_images = tensor(train_rows)
     train_images = trainer.stage(host_train_images)  # may be on the GPU from here on
     train_labels = torch.from_numpy(labels[train_rows])
@@ -480,7 +509,7 @@ def train_fold(
             )
             break
 
-    trainer.model.load_state_dict(best_state)
+    trainer.finish(best_state)
     probs = trainer.predict(tensor(held_out))
     predictions = prediction_table(
         manifest["image_id"].iloc[held_out],
