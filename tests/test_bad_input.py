@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
 from PIL import Image
 
-from tests.conftest import REPO, write_folder_dataset
+from tests.conftest import REPO, job_counts, snakemake, write_folder_dataset
 from xaimed import checkpoint, integrity
 from xaimed.cams import METHODS
 from xaimed.config_check import ConfigError, check_config, load_schema
@@ -294,6 +297,74 @@ def test_a_damaged_intermediate_is_never_read_and_is_moved_aside_for_rebuilding(
     with pytest.raises(integrity.CorruptFileError, match=rf"{path} is truncated or corrupt"):
         read(path)
     assert not path.exists() and path.with_name(name + ".corrupt").exists()
+
+
+def _flip_a_stored_value(path: Path, column: str) -> None:
+    """Flip a bit in the last byte of `column`'s dictionary page (its last distinct value):
+    the file still reads, one value changed; only the page checksum can tell."""
+    metadata = pq.ParquetFile(path).metadata
+    row_group = metadata.row_group(0)
+    (chunk,) = [
+        row_group.column(i)
+        for i in range(metadata.num_columns)
+        if row_group.column(i).path_in_schema == column
+    ]
+    assert chunk.has_dictionary_page
+    data = bytearray(path.read_bytes())
+    data[chunk.data_page_offset - 1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+EXPLAINED = "results/explain/brain_mri/resnet18/fold0/gradcampp/scores.parquet"
+FOLD_METRICS = "results/stats/fold_metrics.parquet"
+
+
+@pytest.mark.workflow
+def test_damaged_tables_of_a_real_run_fail_their_readers_and_the_next_run_rebuilds_them(
+    tiny_run, tmp_path
+):
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir)  # a copy: the shared run stays intact
+    before = {name: integrity.read_parquet(workdir / name) for name in (EXPLAINED, FOLD_METRICS)}
+    for name in (EXPLAINED, FOLD_METRICS):  # damaged as by the disk: same modification time
+        stat = (workdir / name).stat()
+        if name == EXPLAINED:
+            _flip_a_stored_value(workdir / name, "road")  # an explain job's scores
+        else:
+            _truncate(workdir / name)  # the statistics stage's per-fold metrics
+        os.utime(workdir / name, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    unverified = pd.read_parquet(workdir / EXPLAINED)  # plain pandas reads a wrong ROAD score
+    assert not unverified.equals(before[EXPLAINED])
+    assert unverified.drop(columns="road").equals(before[EXPLAINED].drop(columns="road"))
+
+    # a job that reads each (forced: to Snakemake nothing is out of date)
+    output = snakemake(
+        workdir,
+        "--keep-going",
+        "--forcerun",
+        "explanation_tables",
+        "classification_table",
+        ok=False,
+    )
+    for name, log in (
+        (EXPLAINED, "logs/report/explanation_tables.log"),
+        (FOLD_METRICS, "logs/report/classification_table.log"),
+    ):
+        message = f"CorruptFileError: {name} is truncated or corrupt"
+        assert message in output and message in (workdir / log).read_text()
+        assert not (workdir / name).exists()
+        assert (workdir / (name + ".corrupt")).is_file()
+
+    output = snakemake(workdir)
+    counts = job_counts(output)
+    assert counts["explain"] == counts["fold_metrics"] == 1
+    assert counts["explanation_tables"] == counts["classification_table"] == 1
+    for name, frame in before.items():
+        rebuilt = integrity.read_parquet(workdir / name)
+        if name == EXPLAINED:  # seconds per batch are measured, not computed
+            rebuilt, frame = rebuilt.drop(columns="seconds"), frame.drop(columns="seconds")
+        pd.testing.assert_frame_equal(rebuilt, frame, check_exact=True)
+    assert "Nothing to be done" in snakemake(workdir, "--dry-run")
 
 
 def test_a_truncated_store_without_checksum_still_fails_loudly(tmp_path):

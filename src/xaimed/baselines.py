@@ -14,10 +14,11 @@ import os
 import numpy as np
 import pandas as pd
 
+from xaimed import integrity
 from xaimed.explain import load_fold
 from xaimed.faithfulness import faithfulness_scores
 from xaimed.localisation import BASELINES, baseline_maps, localisation_scores
-from xaimed.runtime import atomic_write, seed_everything
+from xaimed.runtime import seed_everything
 from xaimed.scores import confidence_increase
 
 __all__ = ["BASELINE_COLUMNS", "score_baselines"]
@@ -138,6 +139,6 @@ def score_baselines(
         )
         log.info("baseline %s scored", name)
     scores = pd.concat(frames, ignore_index=True)[BASELINE_COLUMNS]
-    atomic_write(scores_path, lambda tmp: scores.to_parquet(tmp, index=False))
+    integrity.write_parquet(scores, scores_path)
     log.info("wrote %s", scores_path)
     return scores

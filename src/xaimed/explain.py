@@ -193,7 +193,7 @@ def load_fold(
         )
     masks = None
     if masks_path is not None:
-        all_masks = np.load(masks_path, mmap_mode="r")
+        all_masks = integrity.load_array(masks_path)
         if all_masks.shape != (images.shape[0], *images.shape[-2:]):
             raise ValueError(
                 f"{masks_path}: masks {all_masks.shape} do not fit images {images.shape}"
@@ -346,8 +346,8 @@ def explain(
         sanity = sanity.assign(
             dataset=meta.get("dataset"), model=model_name, fold=meta.get("fold"), method=method
         )[SANITY_FILE_COLUMNS]
-        atomic_write(sanity_path, lambda tmp: sanity.to_parquet(tmp, index=False))
-    atomic_write(scores_path, lambda tmp: scores.to_parquet(tmp, index=False))
+        integrity.write_parquet(sanity, sanity_path)
+    integrity.write_parquet(scores, scores_path)
     atomic_write(
         cams_path,
         lambda tmp: _write_npz(

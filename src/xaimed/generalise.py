@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import f1_score
 
+from xaimed import integrity
 from xaimed.calibration import (
     DEFAULT_BINS,
     TEMPERATURE_RANGE,
@@ -31,7 +32,7 @@ from xaimed.calibration import (
 from xaimed.cams import compute_cams
 from xaimed.folds import fold_rows, fold_seed
 from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, normalize
-from xaimed.runtime import atomic_write, seed_everything, select_device
+from xaimed.runtime import seed_everything, select_device
 from xaimed.shift import CORRUPTIONS, IN_DOMAIN, corrupt
 from xaimed.train import split_train_val
 
@@ -216,11 +217,11 @@ def generalise(
     seed_everything(seed)
     dev = select_device(device)
     model, meta = load_checkpoint(model_path, dev)
-    manifest = pd.read_parquet(manifest_path)
-    folds = pd.read_parquet(folds_path)
+    manifest = integrity.read_parquet(manifest_path)
+    folds = integrity.read_parquet(folds_path)
     if not manifest["image_id"].equals(folds["image_id"]):
         raise ValueError(f"{folds_path} does not list the images of {manifest_path} in order")
-    images = np.load(images_path, mmap_mode="r")
+    images = integrity.load_array(images_path)
     if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(manifest):
         raise ValueError(
             f"{images_path}: expected uint8 (N, 3, S, S) with N = {len(manifest)} manifest rows, "
@@ -320,7 +321,7 @@ def generalise(
             image_id=ids[stability["row"].to_numpy()],
             pred=clean_pred[stability["row"].to_numpy()],
         )[STABILITY_COLUMNS]
-    atomic_write(metrics_path, lambda tmp: table.to_parquet(tmp, index=False))
-    atomic_write(stability_path, lambda tmp: stability.to_parquet(tmp, index=False))
+    integrity.write_parquet(table, metrics_path)
+    integrity.write_parquet(stability, stability_path)
     log.info("done in %.1f s", time.perf_counter() - started)
     return table

@@ -50,12 +50,13 @@ def write_parquet(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, write_page_checksum=True))
 
 
-def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
-    """pd.read_parquet that verifies page checksums and names the file when it fails."""
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """pd.read_parquet that verifies page checksums and names the file when it fails
+    (only the pages of `columns` are read, and so checked, when given)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} does not exist")
     try:
-        return pd.read_parquet(path, page_checksum_verification=True)
+        return pd.read_parquet(path, columns=columns, page_checksum_verification=True)
     except Exception as error:  # ArrowInvalid (no footer), OSError (CRC mismatch), ...
         raise quarantine(path, f"{type(error).__name__}: {error}") from None
 

@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
+from xaimed import integrity
 from xaimed.paired import mean_ci
 from xaimed.stats import PROB_PREFIX
 
@@ -57,8 +58,8 @@ def data_examples(
     images_path: Pathish, manifest_path: Pathish, out_png: Pathish, title: str, per_class: int = 4
 ) -> None:
     """The first `per_class` images of every class (manifest order), one row per class."""
-    manifest = pd.read_parquet(manifest_path)
-    images = np.load(images_path, mmap_mode="r")
+    manifest = integrity.read_parquet(manifest_path)
+    images = integrity.load_array(images_path)
     classes = manifest.drop_duplicates("label").sort_values("label")
     fig = Figure(figsize=(1.6 * per_class, 1.6 * len(classes) + 0.4), dpi=DPI)
     axes = fig.subplots(len(classes), per_class, squeeze=False)

@@ -232,9 +232,9 @@ def gallery_labels(wildcards, input):
     may vary between galleries: Snakemake's report turns a later label with two values into
     a toggle, which breaks the page when the galleries differ in more than that label.
     """
-    import pandas as pd
+    from xaimed.integrity import read_parquet
 
-    manifest = pd.read_parquet(input.manifest, columns=["label", "label_name"])
+    manifest = read_parquet(input.manifest, columns=["label", "label_name"])
     classes = manifest.drop_duplicates("label").sort_values("label")["label_name"]
     return {
         "dataset: classes (rows)": f"{wildcards.dataset}: "

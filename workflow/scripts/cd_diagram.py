@@ -1,14 +1,13 @@
 """Critical-difference diagrams of one dataset's models, one per metric (rule cd_diagram)."""
 
-import pandas as pd
-
+from xaimed.integrity import read_parquet
 from xaimed.plots import cd_diagrams
 from xaimed.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 dataset = snakemake.wildcards.dataset
-ranks = pd.read_parquet(snakemake.input.ranks)
-friedman = pd.read_parquet(snakemake.input.friedman)
+ranks = read_parquet(snakemake.input.ranks)
+friedman = read_parquet(snakemake.input.friedman)
 cd_diagrams(
     ranks[ranks["dataset"] == dataset],
     friedman[friedman["dataset"] == dataset],

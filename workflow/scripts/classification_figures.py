@@ -1,8 +1,7 @@
 """Confusion matrices, ROC curves and per-fold metrics of one dataset's models (rule
 classification_figures)."""
 
-import pandas as pd
-
+from xaimed.integrity import read_parquet
 from xaimed.plots import confusion_matrices, fold_metric_boxes, roc_curves
 from xaimed.runtime import setup_logging
 from xaimed.tables import read_parquets
@@ -12,7 +11,7 @@ dataset = snakemake.wildcards.dataset
 predictions = read_parquets(snakemake.input.predictions)
 confusion_matrices(predictions, snakemake.output.confusion, f"{dataset}: confusion matrices")
 roc_curves(predictions, snakemake.output.roc, f"{dataset}: ROC curves (one vs rest)")
-fold_metrics = pd.read_parquet(snakemake.input.fold_metrics)
+fold_metrics = read_parquet(snakemake.input.fold_metrics)
 fold_metric_boxes(
     fold_metrics[fold_metrics["dataset"] == dataset],
     snakemake.params.metrics,

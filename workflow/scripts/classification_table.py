@@ -1,10 +1,9 @@
 """Mean and SD of each model's per-fold metrics (rule classification_table)."""
 
-import pandas as pd
-
+from xaimed.integrity import read_parquet
 from xaimed.runtime import setup_logging
 from xaimed.tables import classification_table, write_table
 
 setup_logging(snakemake.log[0])
-table = classification_table(pd.read_parquet(snakemake.input.fold_metrics))
+table = classification_table(read_parquet(snakemake.input.fold_metrics))
 write_table(table, snakemake.output.table, snakemake.output.html)

@@ -1,5 +1,6 @@
 """Paired comparisons between every pair of CAM methods, across images (rule compare_methods)."""
 
+from xaimed.integrity import write_parquet
 from xaimed.runtime import setup_logging
 from xaimed.stats import compare_methods
 from xaimed.tables import read_parquets, write_table
@@ -10,5 +11,5 @@ comparisons = compare_methods(
     adjust=snakemake.params.adjust,
     alpha=snakemake.params.alpha,
 )
-comparisons.to_parquet(snakemake.output.parquet, index=False)
+write_parquet(comparisons, snakemake.output.parquet)
 write_table(comparisons, snakemake.output.table, snakemake.output.html)

@@ -2,12 +2,13 @@
 
 import pandas as pd
 
+from xaimed.integrity import read_parquet
 from xaimed.runtime import setup_logging
 from xaimed.tables import data_table, write_table
 
 setup_logging(snakemake.log[0])
 tables = [
-    data_table(pd.read_parquet(manifest), pd.read_parquet(folds), dataset)
+    data_table(read_parquet(manifest), read_parquet(folds), dataset)
     for dataset, manifest, folds in zip(
         snakemake.params.datasets, snakemake.input.manifests, snakemake.input.folds, strict=True
     )

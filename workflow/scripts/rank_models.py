@@ -1,20 +1,19 @@
 """Friedman test and Nemenyi post-hoc comparisons over all models of each dataset (rule
 rank_models)."""
 
-import pandas as pd
-
+from xaimed.integrity import read_parquet, write_parquet
 from xaimed.ranks import rank_models
 from xaimed.runtime import setup_logging
 from xaimed.tables import write_table
 
 setup_logging(snakemake.log[0])
 tables = rank_models(
-    pd.read_parquet(snakemake.input.fold_metrics),
+    read_parquet(snakemake.input.fold_metrics),
     metrics=snakemake.params.metrics,
     adjust=snakemake.params.adjust,
     alpha=snakemake.params.alpha,
 )
 for name, table in tables.items():
-    table.to_parquet(snakemake.output[name], index=False)
+    write_parquet(table, snakemake.output[name])
 write_table(tables["friedman"], snakemake.output.friedman_table, snakemake.output.friedman_html)
 write_table(tables["nemenyi"], snakemake.output.nemenyi_table, snakemake.output.nemenyi_html)
