@@ -110,7 +110,38 @@ CONFIG_CASES = {
         r"explain.max_images: 0 is not allowed; allowed: null or an integer >= 1",
     ),
     "models missing": (lambda c: c.pop("models"), r"models: required key is missing"),
+    "CAM target layer not in the model": (
+        _set("explain.target_layers", {"resnet50": "layer5"}),
+        r"explain.target_layers.resnet50: CAM target layer 'layer5' does not exist in model "
+        r"'resnet50'; give the dotted path of one of its modules: conv1, bn1, relu, maxpool, "
+        r"layer1, layer1.0, .*layer4.2, avgpool, fc \(or a deeper one, e.g. 'layer1.0.conv1'\)",
+    ),
+    "CAM target layer not a dotted path": (
+        _set("explain.target_layers", {"resnet50": "layer3[-1]"}),
+        r"explain.target_layers.resnet50: 'layer3\[-1\]' is not allowed; allowed: a string "
+        r"matching",
+    ),
+    "CAM target layer of an unknown model": (
+        _set("explain.target_layers", {"resnet5": "layer3"}),
+        r"explain.target_layers.resnet5: 'resnet5' is not a torchvision classifier",
+    ),
+    "explained model without a registered or chosen layer": (
+        lambda c: (c["models"].append("alexnet"), c["explain"]["models"].append("alexnet")),
+        r"explain.models\[1\]: 'alexnet' has no CAM target layer registered; .*; or choose "
+        r"one in explain.target_layers.alexnet",
+    ),
 }
+
+
+def test_a_chosen_layer_makes_any_classifier_explainable():
+    config = copy.deepcopy(CONFIG)
+    config["models"].append("alexnet")
+    config["explain"]["models"].append("alexnet")
+    config["explain"]["target_layers"] = {"alexnet": "features.11", "resnet50": "layer1"}
+    check_config(config, SCHEMA)
+    config["explain"]["target_layers"]["resnet50"] = "layer3..1"
+    with pytest.raises(ConfigError, match=r"\(1 problem\(s\)\)"):  # the schema's, once
+        check_config(config, SCHEMA)
 
 
 @pytest.mark.parametrize("case", CONFIG_CASES)

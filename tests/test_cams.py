@@ -38,9 +38,9 @@ def resnet18():
     return model, x, [2, 0]
 
 
-def library_cams(model, name, method, x, targets):
+def library_cams(model, name, method, x, targets, layer_path=None):
     cls = getattr(pytorch_grad_cam, LIBRARY_CLASS[method])
-    with cls(model=model, target_layers=[target_layer(model, name)]) as cam:
+    with cls(model=model, target_layers=[target_layer(model, name, layer_path)]) as cam:
         return cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in targets])
 
 
@@ -161,6 +161,52 @@ def test_fast_ablation_is_used_and_library_is_the_fallback(monkeypatch):
     slow = compute_cams(model, "resnet18", "ablationcam", x, [1])
     assert calls == [1]  # library AblationCAM, not the fast path
     np.testing.assert_allclose(fast, slow, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("layer_path", "method"),
+    [
+        ("layer2", "xgradcam"),
+        ("layer2", "layercam"),
+        ("layer3.0", "layercam"),
+        ("layer2", "ablationcam"),  # the fast path, through layer3, layer4, pooling and fc
+        ("layer3.0", "ablationcam"),  # ... and through the rest of layer3
+    ],
+)
+def test_a_chosen_layer_gives_the_library_maps_at_that_layer(resnet18, layer_path, method):
+    model, x, targets = resnet18
+    got = compute_cams(model, "resnet18", method, x, targets, layer_path=layer_path)
+    expected = library_cams(model, "resnet18", method, x, targets, layer_path)
+    assert np.abs(got - expected).max() <= 1e-4
+    default = compute_cams(model, "resnet18", method, x, targets)
+    assert np.abs(got - default).max() > 0.05  # another layer, other maps
+
+
+def test_fast_ablation_at_a_chosen_layer_and_the_library_fallback(resnet18, monkeypatch):
+    model, x, targets = resnet18
+    made = []
+    original = FastAblationCAM.__init__
+
+    def spy(self, *args, **kwargs):
+        made.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FastAblationCAM, "__init__", spy)
+    compute_cams(model, "resnet18", "ablationcam", x[:1], targets[:1], layer_path="layer3")
+    assert made == [1]
+    # inside a block there is no known tail: the library's AblationCAM, same maps
+    got = compute_cams(
+        model, "resnet18", "ablationcam", x[:1], targets[:1], layer_path="layer4.1.bn2"
+    )
+    assert made == [1]
+    expected = library_cams(model, "resnet18", "ablationcam", x[:1], targets[:1], "layer4.1.bn2")
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_a_missing_layer_is_refused_before_any_map(resnet18):
+    model, x, targets = resnet18
+    with pytest.raises(ValueError, match="'layer9' does not exist in model 'resnet18'"):
+        compute_cams(model, "resnet18", "gradcam", x, targets, layer_path="layer9")
 
 
 @pytest.mark.parametrize("name", ["resnet50", "densenet121", "vgg16", "efficientnet_b0"])

@@ -29,6 +29,11 @@ def test_shipped_configs_are_valid(name):
         (lambda c: c.update(folds=1), "1 is less than the minimum of 2"),
         (lambda c: c["quality"]["sanity"].update(stage=[1]), "'stage' was unexpected"),
         (lambda c: c["quality"].update(top_k=0), "0 is less than or equal to the minimum"),
+        (
+            lambda c: c["explain"].update(target_layers={"resnet50": "layer 3"}),
+            "'layer 3' does not match",
+        ),
+        (lambda c: c["explain"].update(target_layers=["layer3"]), "is not of type 'object'"),
     ],
 )
 def test_typos_and_bad_values_are_refused(change, message):

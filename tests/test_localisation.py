@@ -51,6 +51,54 @@ def test_pointing_game_ties_empty_masks_and_flat_maps():
     assert np.isnan(got[2])  # no lesion, nothing to point at
 
 
+def test_pointing_game_plateau_scores_its_share_of_hits():
+    plateau = np.zeros((10, 10))
+    plateau[0:4, 0:5] = 1  # 20 tied maxima; the lesion (rows 2-3, columns 2-3) is 4 of them
+    masks = lesion()[None]
+    assert pointing_game(plateau[None], masks)[0] == pytest.approx(4 / 20)
+    # within 1 px: the lesion, row 1 above it, columns 1 and 4 beside it (row 4 is off the
+    # plateau; diagonal neighbours are sqrt(2) away)
+    assert pointing_game(plateau[None], masks, tolerance=1)[0] == pytest.approx(10 / 20)
+
+
+def test_pointing_game_does_not_depend_on_orientation():
+    # The plateau's first pixel in row order, (2, 2), is on the lesion; turned upside down and
+    # left to right it is (4, 4), off the lesion: np.argmax would score 1 here and 0 there.
+    cam = np.zeros((10, 10))
+    cam[2:6, 2:6] = 1
+    mask = lesion()
+    turns = [lambda a: a, np.flipud, np.fliplr, lambda a: np.flipud(np.fliplr(a)), np.transpose]
+    got = [pointing_game(t(cam)[None], t(mask)[None])[0] for t in turns]
+    assert got == pytest.approx([4 / 16] * len(turns))
+
+
+def test_pointing_game_ties_within_float_rounding():
+    # one peak on the lesion, one off it, equal but for rounding: a tie, whatever the device
+    rounded = peak_at(2, 2) + peak_at(8, 8) * (1 - 1e-9)
+    clearly_lower = peak_at(2, 2) + peak_at(8, 8) * (1 - 1e-3)
+    got = pointing_game(np.stack([rounded, clearly_lower]), np.stack([lesion()] * 2))
+    np.testing.assert_allclose(got, [0.5, 1])
+
+
+def test_pointing_game_of_an_upsampled_coarse_map():
+    # pytorch-grad-cam resizes a 2x2 map (ResNet50's layer4 at 48 px) bilinearly with edge
+    # clamping: the strongest cell's value fills a 12x12 plateau in the image CORNER, although
+    # the cell's centre is at pixel (11.5, 11.5).
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    cam = scale_cam_image(np.float32([[[1.0, 0.5], [0.2, 0.0]]]), (48, 48))
+    peaks = np.argwhere(cam[0] == cam[0].max())
+    assert len(peaks) == 144 and peaks.min() == 0 and peaks.max() == 11
+    centre = np.zeros((1, 48, 48), dtype=np.uint8)
+    centre[0, 11:13, 11:13] = 1  # a lesion on the cell's centre: only (11, 11) of 144 hits
+    corner = np.zeros((1, 48, 48), dtype=np.uint8)
+    corner[0, 0:4, 0:4] = 1  # a lesion in the corner: 16 of 144
+    assert pointing_game(cam, centre)[0] == pytest.approx(1 / 144)
+    assert pointing_game(cam, corner)[0] == pytest.approx(16 / 144)
+    # within 2 px of the centre lesion: (11, 11), (11, 10), (10, 11), (10, 10), (11, 9), (9, 11)
+    assert pointing_game(cam, centre, tolerance=2)[0] == pytest.approx(6 / 144)
+
+
 def test_energy_pointing_game():
     cam = lesion().astype(float)  # 1 on the 4 lesion pixels
     cam[7, 0:4] = 0.5  # mass 2 outside

@@ -240,6 +240,56 @@ def test_registered_tails_reproduce_the_forward(name, size):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * scale)
 
 
+def test_a_chosen_target_layer_is_found_by_its_dotted_path():
+    resnet = build_model("resnet50", 3)
+    assert target_layer(resnet, "resnet50", "layer3") is resnet.layer3
+    assert target_layer(resnet, "resnet50", "layer3.5") is resnet.layer3[5]
+    assert target_layer(resnet, "resnet50", "layer4.2") is target_layer(resnet, "resnet50")
+    densenet = build_model("densenet121", 3)
+    layer = target_layer(densenet, "densenet121", "features.denseblock3")
+    assert layer is densenet.features.denseblock3
+    # an explicit path needs no registry entry; without one there is no known tail
+    alexnet = build_model("alexnet", 2)
+    assert target_layer(alexnet, "alexnet", "features.11") is alexnet.features[11]
+    assert model_tail(alexnet, "alexnet", "features.11") is None
+
+
+@pytest.mark.parametrize("path", ["layer5", "layer3.9", "layer3.conv1", "", "fc.weight"])
+def test_a_missing_target_layer_names_the_model_the_path_and_the_modules(path):
+    resnet = build_model("resnet18", 3)
+    with pytest.raises(ValueError, match="does not exist in model 'resnet18'") as info:
+        target_layer(resnet, "resnet18", path)
+    message = str(info.value)
+    assert repr(path) in message
+    assert "layer1, layer1.0, layer1.1, layer2" in message and "fc" in message
+
+
+@pytest.mark.parametrize(
+    "path", ["layer1", "layer2.0", "layer2", "layer3.0", "layer3", "layer4.0", "layer4.1"]
+)
+def test_resnet_tails_after_any_residual_block_reproduce_the_forward(path):
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3).eval()
+    captured = {}
+    handle = target_layer(model, "resnet18", path).register_forward_hook(
+        lambda m, i, o: captured.__setitem__("a", o.detach().clone())
+    )
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        handle.remove()
+        got = model_tail(model, "resnet18", path)(captured["a"])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_no_tail_inside_a_block_or_in_the_stem():
+    model = build_model("resnet18", 3)
+    for path in ("conv1", "maxpool", "layer2.0.conv1", "layer2.0.downsample"):
+        assert model_tail(model, "resnet18", path) is None
+    registry_tail = model_tail(model, "resnet18")
+    assert registry_tail is not None and model_tail(model, "resnet18", "layer4.1") is not None
+
+
 # --------------------------------------------------------------------------- normalize
 
 

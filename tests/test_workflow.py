@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from pytorch_grad_cam import GradCAMPlusPlus
+from pytorch_grad_cam import GradCAMPlusPlus, LayerCAM
 from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
 from pytorch_grad_cam.utils.model_targets import (
     ClassifierOutputSoftmaxTarget,
@@ -144,3 +144,53 @@ def test_default_config_dry_run_lists_the_study(tmp_path):
     for rule in ("fold_metrics", "compare_models", "compare_methods", "classification_table"):
         assert counts[rule] == 1
     assert counts["quality_tables"] == 1
+
+
+def test_a_chosen_target_layer_reaches_every_cam_job(tmp_path):
+    """explain.target_layers is applied by explain (its maps and sanity check) and by the CAM
+    stability under shift; the model-free baselines ignore it."""
+    config = {
+        "seed": 0,
+        "folds": 2,
+        "image_size": 48,
+        "datasets": {"brain_mri": {"phantom": "brain_mri", "n_per_class": 4, "phantom_size": 64}},
+        "models": ["resnet18"],
+        "training": {"epochs": 1, "batch_size": 8},
+        "explain": {
+            "models": ["resnet18"],
+            "methods": ["layercam"],
+            "max_images": 4,
+            "target_layers": {"resnet18": "layer2"},
+        },
+        "threads": {"train": 1, "explain": 1},
+        "shift": {
+            "models": ["resnet18"],
+            "corruptions": ["blur"],
+            "severities": [5],
+            "cam_methods": ["layercam"],
+            "cam_severity": 5,
+            "cam_images": 2,
+        },
+        "quality": {"sanity": {"images": 2, "stages": [1]}},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    fold = "brain_mri/resnet18/fold0"
+    snakemake(
+        tmp_path,
+        f"results/explain/{fold}/layercam/scores.parquet",
+        f"results/explain/{fold}/baselines/scores.parquet",
+        f"results/generalise/{fold}/cam_stability.parquet",
+    )
+    for log in (f"logs/explain/{fold}/layercam.log", f"logs/generalise/{fold}.log"):
+        assert "at layer layer2 " in (tmp_path / log).read_text(), log
+    model, _ = load_checkpoint(tmp_path / f"results/train/{fold}/model.pt")
+    stored = np.load(tmp_path / f"results/explain/{fold}/layercam/cams.npz")
+    manifest = pd.read_parquet(tmp_path / "results/data/brain_mri/manifest.parquet")
+    images = np.load(tmp_path / "results/data/brain_mri/images.npy")
+    rows = [manifest.index[manifest["image_id"] == i][0] for i in stored["image_id"]]
+    x = normalize(torch.from_numpy(images[rows]))
+    targets = [ClassifierOutputTarget(int(t)) for t in stored["target"]]
+    with LayerCAM(model=model, target_layers=[model.layer2]) as cam:
+        expected = cam(input_tensor=x, targets=targets)
+    assert np.abs(stored["cams"].astype(np.float32) - expected).max() < 2e-3  # float16
+    assert len(pd.read_parquet(tmp_path / f"results/explain/{fold}/layercam/sanity.parquet"))

@@ -141,10 +141,12 @@ class FastAblationCAM(AblationCAM):
         return (original_scores - new_scores) / original_scores
 
 
-def _fast_ablation(model: nn.Module, layer: nn.Module, model_name: str) -> BaseCAM | None:
-    tail = model_tail(model, model_name)
+def _fast_ablation(
+    model: nn.Module, layer: nn.Module, model_name: str, layer_path: str | None = None
+) -> BaseCAM | None:
+    tail = model_tail(model, model_name, layer_path)
     if tail is None:
-        return None  # no registered tail: fall back to the library's (slow) AblationCAM
+        return None  # no known tail after this layer: the library's (slow) AblationCAM
     return FastAblationCAM(model=model, target_layers=[layer], tail=tail)
 
 
@@ -216,14 +218,17 @@ class SignedEigenCAM(_SignedEigen, EigenCAM):
 class CamMethod:
     """library_class: the pytorch-grad-cam class whose output this method reproduces (or our
     subclass of it, for the sign-corrected Eigen variants).
-    fast: optional (model, layer, model_name) -> an equivalent, faster CAM object (or None to
-    use the library class)."""
+    fast: optional (model, layer, model_name, layer_path) -> an equivalent, faster CAM object
+    (or None to use the library class); layer_path is the dotted path ``layer`` was chosen by
+    (None: the registry's default layer)."""
 
     library_class: type[BaseCAM]
-    fast: Callable[[nn.Module, nn.Module, str], BaseCAM | None] | None = None
+    fast: Callable[[nn.Module, nn.Module, str, str | None], BaseCAM | None] | None = None
 
-    def make(self, model: nn.Module, layer: nn.Module, model_name: str) -> BaseCAM:
-        cam = self.fast(model, layer, model_name) if self.fast is not None else None
+    def make(
+        self, model: nn.Module, layer: nn.Module, model_name: str, layer_path: str | None = None
+    ) -> BaseCAM:
+        cam = self.fast(model, layer, model_name, layer_path) if self.fast is not None else None
         return cam if cam is not None else self.library_class(model=model, target_layers=[layer])
 
 
@@ -251,14 +256,19 @@ def compute_cams(
     inputs: torch.Tensor,
     targets: Sequence[int],
     batch_size: int = 16,
+    layer_path: str | None = None,
 ) -> np.ndarray:
     """float32 (N, H, W) CAMs in [0, 1] at the input resolution, one per (image, target class).
 
     Exactly what ``Cam(model, [target_layer])(input_tensor, [ClassifierOutputTarget(c)...])``
     returns (per-image min-max scaling and resizing by the library), in batches of
     ``batch_size``. ``inputs`` are normalised float images; ``model`` is put in eval mode.
+    The target layer is the module at the dotted ``layer_path`` (config
+    ``explain.target_layers``), or the registry's default (:data:`xaimed.models.CAM_FAMILIES`).
     """
-    return compute_cams_and_signs(model, model_name, method, inputs, targets, batch_size)[0]
+    return compute_cams_and_signs(
+        model, model_name, method, inputs, targets, batch_size, layer_path
+    )[0]
 
 
 def compute_cams_and_signs(
@@ -268,6 +278,7 @@ def compute_cams_and_signs(
     inputs: torch.Tensor,
     targets: Sequence[int],
     batch_size: int = 16,
+    layer_path: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`compute_cams` and, per image, whether a sign-corrected Eigen method flipped the
     library's sign: float (N,) of 1.0/0.0, NaN for every other method."""
@@ -286,11 +297,12 @@ def compute_cams_and_signs(
     if n == 0:
         return result, flipped
     model.eval()
-    layer = target_layer(model, model_name)
+    layer = target_layer(model, model_name, layer_path)
     device = next(model.parameters()).device
     done = 0
+    make = CAM_METHODS[method].make
     # torch.enable_grad: gradient methods must work even under a caller's no_grad
-    with torch.enable_grad(), CAM_METHODS[method].make(model, layer, model_name) as cam:
+    with torch.enable_grad(), make(model, layer, model_name, layer_path) as cam:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             chunk_targets = [ClassifierOutputTarget(c) for c in targets[start:stop]]

@@ -4,7 +4,8 @@ Snakemake's own validation reports a raw jsonschema message (often the whole dat
 a schema dump); :func:`check_config` runs first and says, for each problem, the key path (for
 example ``training.optimizer`` or ``explain.methods[1]``), the value found and the values
 allowed, read from the same schema. Then it checks what the schema cannot know: that model
-names are torchvision classifiers, and that explained models have a registered CAM target layer.
+names are torchvision classifiers, that explained models have a CAM target layer (registered,
+or chosen in ``explain.target_layers``), and that a chosen target layer exists in its model.
 """
 
 from __future__ import annotations
@@ -147,12 +148,12 @@ def config_problems(config: Any, schema: dict) -> list[str]:
     return messages
 
 
-def _model_names() -> tuple[set[str], set[str]]:
-    """(torchvision classifier names, CAM-registered family prefixes).
+def _cached(stem: str, compute: Any) -> Any:
+    """``compute()`` (JSON-able), cached in the temp dir.
 
-    Reading them imports torch and torchvision (2-3 s), which every Snakemake start would
-    pay; they are cached in the temp dir, keyed by torchvision's version and the registry's
-    source (xaimed/models.py), so only the first start after an upgrade or edit pays.
+    What is cached here needs torch and torchvision imported (2-3 s), which every Snakemake
+    start would pay; the cache is keyed by torchvision's version and the registry's source
+    (xaimed/models.py), so only the first start after an upgrade or edit pays.
     """
     import hashlib
     import json
@@ -162,23 +163,83 @@ def _model_names() -> tuple[set[str], set[str]]:
 
     source = Path(__file__).with_name("models.py").read_bytes()
     key = hashlib.sha256(metadata.version("torchvision").encode() + source).hexdigest()[:16]
-    cache = Path(tempfile.gettempdir()) / f"xaimed-{os.getuid()}" / f"model-names-{key}.json"
+    cache = Path(tempfile.gettempdir()) / f"xaimed-{os.getuid()}" / f"{stem}-{key}.json"
     try:
-        names = json.loads(cache.read_text())
-        return set(names["classifiers"]), set(names["cam_families"])
-    except (OSError, ValueError, KeyError):
+        return json.loads(cache.read_text())
+    except (OSError, ValueError):
         pass
-    from xaimed import models
-
-    names = {"classifiers": models.classifier_names(), "cam_families": sorted(models.CAM_FAMILIES)}
+    value = compute()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(names))
+        tmp.write_text(json.dumps(value))
         tmp.replace(cache)
     except OSError:
         pass  # a read-only temp dir only costs the import next time
-    return set(names["classifiers"]), set(names["cam_families"])
+    return value
+
+
+def _model_names() -> tuple[set[str], set[str]]:
+    """(torchvision classifier names, CAM-registered family prefixes)."""
+
+    def compute() -> dict:
+        from xaimed import models
+
+        return {
+            "classifiers": models.classifier_names(),
+            "cam_families": sorted(models.CAM_FAMILIES),
+        }
+
+    names = _cached("model-names", compute)
+    try:
+        return set(names["classifiers"]), set(names["cam_families"])
+    except (KeyError, TypeError):  # a stale or foreign cache file
+        names = compute()
+        return set(names["classifiers"]), set(names["cam_families"])
+
+
+def _module_names(name: str) -> list[str]:
+    """Dotted paths of the modules of torchvision model ``name`` as xaimed builds it (built
+    on the meta device: no memory, no weights), in registration order."""
+
+    def compute() -> list[str]:
+        import torch
+
+        from xaimed import models
+
+        with torch.device("meta"):
+            return models.module_names(models.build_model(name, 2))
+
+    names = _cached(f"modules-{name}", compute)
+    return names if isinstance(names, list) else compute()
+
+
+def _layer_problems(config: dict, known: set[str]) -> list[str]:
+    """explain.target_layers: each model a torchvision classifier, each path one of its
+    modules."""
+    explain = config.get("explain")
+    layers = explain.get("target_layers") if isinstance(explain, dict) else None
+    problems = []
+    for name, path in (layers if isinstance(layers, dict) else {}).items():
+        where = f"explain.target_layers.{name}"
+        if name not in known:
+            problems.append(
+                f"{where}: {name!r} is not a torchvision classifier; allowed: "
+                f"{', '.join(sorted(known))}"
+            )
+            continue
+        if not isinstance(path, str):
+            continue  # the schema's message covers it
+        modules = _module_names(name)
+        if path not in modules:
+            shown = [m for m in modules if m.count(".") < 2]
+            deeper = next((m for m in modules if m.count(".") >= 2), None)
+            problems.append(
+                f"{where}: CAM target layer {path!r} does not exist in model {name!r}; give the "
+                f"dotted path of one of its modules: {', '.join(shown)}"
+                + (f" (or a deeper one, e.g. {deeper!r})" if deeper else "")
+            )
+    return problems
 
 
 def _name_problems(config: dict) -> list[str]:
@@ -191,6 +252,8 @@ def _name_problems(config: dict) -> list[str]:
     def mapping(value: Any) -> dict:
         return value if isinstance(value, dict) else {}
 
+    explain = mapping(config.get("explain"))
+    chosen_layers = mapping(explain.get("target_layers"))
     problems = []
     for section, names in (
         ("models", strings(config.get("models"))),
@@ -204,12 +267,16 @@ def _name_problems(config: dict) -> list[str]:
                     f"{section}[{i}]: {name!r} is not a torchvision classifier; allowed: "
                     f"{', '.join(sorted(known))}"
                 )
-            elif section == "explain.models" and not any(
-                name.startswith(prefix) for prefix in cam_families
+            elif (
+                section == "explain.models"
+                and name not in chosen_layers
+                and not any(name.startswith(prefix) for prefix in cam_families)
             ):
                 problems.append(
                     f"{section}[{i}]: {name!r} has no CAM target layer registered; explainable "
-                    "families (xaimed.models.CAM_FAMILIES): " + ", ".join(sorted(cam_families))
+                    "families (xaimed.models.CAM_FAMILIES): "
+                    + ", ".join(sorted(cam_families))
+                    + f"; or choose one in explain.target_layers.{name}"
                 )
     for name in mapping(mapping(config.get("training")).get("models")):
         if name not in known:
@@ -217,7 +284,7 @@ def _name_problems(config: dict) -> list[str]:
                 f"training.models.{name}: {name!r} is not a torchvision classifier; allowed: "
                 f"{', '.join(sorted(known))}"
             )
-    return problems
+    return problems + _layer_problems(config, known)
 
 
 def check_config(config: Any, schema: dict | str | Path, source: str = "the config") -> None:
@@ -226,7 +293,8 @@ def check_config(config: Any, schema: dict | str | Path, source: str = "the conf
         schema = load_schema(schema)
     problems = config_problems(config, schema)
     if isinstance(config, dict):
-        problems += _name_problems(config)
+        flagged = {problem.split(":")[0] for problem in problems}  # one message per key
+        problems += [p for p in _name_problems(config) if p.split(":")[0] not in flagged]
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"{source} is invalid ({len(problems)} problem(s)):\n{lines}")

@@ -17,7 +17,7 @@ from xaimed import integrity
 from xaimed.cams import METHODS, compute_cams, compute_cams_and_signs
 from xaimed.faithfulness import faithfulness_scores
 from xaimed.localisation import baseline_maps, image_seed, localisation_scores
-from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, normalize
+from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, normalize, target_layer
 from xaimed.runtime import atomic_write, seed_everything, select_device
 from xaimed.sanity import sanity_check, spearman, ssim
 from xaimed.scores import confidence_increase, road
@@ -234,6 +234,7 @@ def explain(
     faithfulness_steps: int = 10,
     sanity_images: int = 4,
     sanity_depths: Sequence[int | str] = (1, "all"),
+    layer_path: str | None = None,
 ) -> pd.DataFrame:
     """CAMs (``method``) for the predicted class of every image in ``predictions`` (or at most
     ``max_images``, the predicted classes taken in turn) and their scores: confidence increase,
@@ -245,7 +246,9 @@ def explain(
     / batch size) and ``cams_path`` (npz: image_id str, cams float16 (N, S, S), target int),
     each atomically, and returns the scores frame. With ``sanity_path``, also the randomisation
     sanity check of ``sanity_images`` of the images (classes in turn) at each cascade depth of
-    ``sanity_depths`` (:data:`SANITY_FILE_COLUMNS`).
+    ``sanity_depths`` (:data:`SANITY_FILE_COLUMNS`). Every map is taken at the target layer
+    ``layer_path`` (a dotted module path, config ``explain.target_layers``; None: the default
+    of :data:`xaimed.models.CAM_FAMILIES`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; supported: {', '.join(METHODS)}")
@@ -265,14 +268,16 @@ def explain(
     model_name = meta["model"]
     n = len(rows)
     log.info(
-        "explaining %d images of %s/%s fold %s with %s on %s",
+        "explaining %d images of %s/%s fold %s with %s at layer %s on %s",
         n,
         meta.get("dataset"),
         model_name,
         meta.get("fold"),
         method,
+        layer_path or "(default of CAM_FAMILIES)",
         dev,
     )
+    target_layer(model, model_name, layer_path)  # a missing layer fails here, before any work
 
     targets = rows["pred"].to_numpy().astype(np.int64)
     seeds = fold.seeds(seed)
@@ -281,7 +286,14 @@ def explain(
     columns = {name: np.full(n, np.nan) for name in ("confidence_increase", "road", "seconds")}
     columns.update({name: np.full(n, np.nan) for name in QUALITY_COLUMNS})
     if n:  # untimed warm-up (lazy init, cuDNN autotuning) so batch 1's seconds are comparable
-        compute_cams(model, model_name, method, fold.inputs(0, 1), targets[:1].tolist())
+        compute_cams(
+            model,
+            model_name,
+            method,
+            fold.inputs(0, 1),
+            targets[:1].tolist(),
+            layer_path=layer_path,
+        )
     started = time.perf_counter()
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
@@ -292,7 +304,13 @@ def explain(
             torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
         maps, flipped = compute_cams_and_signs(
-            model, model_name, method, x, batch_targets, batch_size=batch_size
+            model,
+            model_name,
+            method,
+            x,
+            batch_targets,
+            batch_size=batch_size,
+            layer_path=layer_path,
         )
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -342,7 +360,7 @@ def explain(
     )
     if sanity_path is not None:
         checked = _classes_in_turn(rows, sanity_images) if n else np.arange(0)
-        sanity = _sanity(fold, method, cams32, checked, seed, sanity_depths, batch_size)
+        sanity = _sanity(fold, method, cams32, checked, seed, sanity_depths, batch_size, layer_path)
         sanity = sanity.assign(
             dataset=meta.get("dataset"), model=model_name, fold=meta.get("fold"), method=method
         )[SANITY_FILE_COLUMNS]
@@ -369,6 +387,7 @@ def _sanity(
     seed: int,
     depths: Sequence[int],
     batch_size: int,
+    layer_path: str | None = None,
 ) -> pd.DataFrame:
     """The randomisation check of the images at positions ``checked``, with the similarity of
     their trained maps to each baseline map beside it."""
@@ -389,6 +408,7 @@ def _sanity(
         depths=depths,
         seed=seed,
         batch_size=batch_size,
+        layer_path=layer_path,
     )
     masks = fold.masks[checked] if fold.masks is not None else np.zeros(trained.shape)
     baselines = pd.DataFrame(

@@ -147,12 +147,14 @@ def cam_stability(
     shifted: dict[tuple[str, int], torch.Tensor],
     clean_pred: np.ndarray,
     shifted_pred: dict[tuple[str, int], np.ndarray],
+    layer_path: str | None = None,
 ) -> list[dict]:
     """Per image and shift: did the prediction stay, and if so how far the map of the (clean)
     predicted class moved: mean |cam_shifted - cam_clean| (maps in [0, 1]) and their Pearson
-    correlation (NaN for a constant map)."""
+    correlation (NaN for a constant map). Maps at the target layer ``layer_path`` (as in
+    :func:`xaimed.cams.compute_cams`)."""
     targets = clean_pred.tolist()
-    clean_maps = compute_cams(model, model_name, method, clean, targets)
+    clean_maps = compute_cams(model, model_name, method, clean, targets, layer_path=layer_path)
     rows = []
     for (corruption, severity), x in shifted.items():
         kept = shifted_pred[(corruption, severity)] == clean_pred
@@ -160,7 +162,12 @@ def cam_stability(
         if kept.any():
             keep = np.flatnonzero(kept)
             maps[keep] = compute_cams(
-                model, model_name, method, x[keep], [targets[i] for i in keep]
+                model,
+                model_name,
+                method,
+                x[keep],
+                [targets[i] for i in keep],
+                layer_path=layer_path,
             )
         for i in range(len(targets)):
             rows.append(
@@ -201,10 +208,12 @@ def generalise(
     site_column: str = "site",
     seed: int = 0,
     device: str = "auto",
+    layer_path: str | None = None,
 ) -> pd.DataFrame:
     """Evaluate one model on (at most `max_images` of) its held-out fold, clean and under each
     corruption x severity; write one metrics row per setting to `metrics_path` and CAM
-    stability rows (empty without `cam_methods`) to `stability_path`. Returns the metrics."""
+    stability rows (empty without `cam_methods`; maps at the target layer `layer_path`, None:
+    the registry's default) to `stability_path`. Returns the metrics."""
     unknown = sorted(set(corruptions) - set(CORRUPTIONS))
     if unknown:
         raise ValueError(f"unknown corruption(s) {unknown}; known: {', '.join(CORRUPTIONS)}")
@@ -309,9 +318,21 @@ def generalise(
         found = []
         for method in cam_methods:
             found += cam_stability(
-                model, meta["model"], method, x_clean, x_shift, clean_pred, pred_shift
+                model,
+                meta["model"],
+                method,
+                x_clean,
+                x_shift,
+                clean_pred,
+                pred_shift,
+                layer_path=layer_path,
             )
-            log.info("CAM stability of %s done on %d images", method, len(pick))
+            log.info(
+                "CAM stability of %s at layer %s done on %d images",
+                method,
+                layer_path or "(default of CAM_FAMILIES)",
+                len(pick),
+            )
         stability = pd.DataFrame(found)
         ids = manifest["image_id"].to_numpy()[rows[pick]]
         stability = stability.assign(

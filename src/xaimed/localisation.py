@@ -16,6 +16,7 @@ from scipy import ndimage
 
 __all__ = [
     "BASELINES",
+    "TIE_TOLERANCE",
     "baseline_maps",
     "centre_gaussian",
     "energy_pointing_game",
@@ -55,17 +56,36 @@ def pixel_order(cam: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.lexsort((tie_break, -flat))
 
 
+#: pixels within this share of the map's range (max - min) of its maximum tie with it: float
+#: rounding (another device, another BLAS) must not turn a flat peak into a single pixel
+TIE_TOLERANCE = 1e-6
+
+
 def pointing_game(cams: np.ndarray, masks: np.ndarray, tolerance: float = 0) -> np.ndarray:
     """1 if the map's maximum lies within ``tolerance`` pixels (Euclidean) of the lesion, else 0
-    (Zhang et al. 2018). When several pixels share the maximum, the share of them that hit: the
-    expected score of picking one at random (a flat map scores the lesion's area share)."""
+    (Zhang et al. 2018). When several pixels share the maximum (within :data:`TIE_TOLERANCE` of
+    the map's range), the share of them that hit: the expected score of picking one at random
+    (a flat map scores the share of pixels within ``tolerance`` of the lesion)."""
+    # Why the share of tied maxima. Zhang et al. score "the maximum point", which a map with a
+    # flat top does not have; such tops are common, since pytorch-grad-cam resizes a coarse
+    # map bilinearly with edge clamping: a 2x2 map at 48 px has a 12x12 plateau of exactly
+    # equal pixels in the image corner of its strongest cell. The alternatives fail:
+    # * np.argmax takes the plateau's first pixel in row order: the score depends on the
+    #   image's orientation (a map and mask flipped together score differently);
+    # * a hit if ANY tied pixel hits rewards flat maps (a constant map always scores 1);
+    # * the plateau's centroid need not be a maximum (two separate peaks: a point between
+    #   them, possibly on the lesion when neither peak is).
+    # The expected score of a uniformly random tie-break is deterministic, does not depend on
+    # orientation, equals Zhang et al.'s score when the maximum is unique, and gives a map
+    # without information exactly the chance level.
     cams, masks = _check(cams, masks)
     out = np.full(len(cams), np.nan)
     for i, (cam, mask) in enumerate(zip(cams, masks, strict=True)):
         if not mask.any():
             continue
         distance = ndimage.distance_transform_edt(~mask)  # 0 inside the lesion
-        peaks = cam == cam.max()
+        top, bottom = cam.max(), cam.min()
+        peaks = cam >= top - TIE_TOLERANCE * (top - bottom)
         out[i] = np.mean(distance[peaks] <= tolerance)
     return out
 

@@ -2,7 +2,9 @@
 
 Everything architecture specific that the CAM code needs lives in ONE registry,
 :data:`CAM_FAMILIES`: model-name prefix -> (target layer, tail after that layer).
-Add a new architecture family there, nowhere else.
+Add a new architecture family there, nowhere else. A run may explain another layer of a model
+(config ``explain.target_layers``): :func:`target_layer` and :func:`model_tail` take that
+layer's dotted module path, and the registry's default applies when it is None.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "imagenet_weights_path",
     "load_checkpoint",
     "model_tail",
+    "module_names",
     "normalize",
     "save_checkpoint",
     "target_layer",
@@ -270,6 +273,41 @@ def _convnext_tail(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.classifier(model.avgpool(x))  # classifier = LayerNorm2d, Flatten, Linear
 
 
+_RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def _resnet_rest(
+    stage: str, start: int, later: tuple[str, ...]
+) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """Tail: blocks ``start:`` of ``stage``, the ``later`` stages, pooling, ``fc``."""
+
+    def tail(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        for block in list(getattr(model, stage))[start:]:
+            x = block(x)
+        for name in later:
+            x = getattr(model, name)(x)
+        return model.fc(torch.flatten(model.avgpool(x), 1))
+
+    return tail
+
+
+def _resnet_tail_after(
+    model: nn.Module, layer: nn.Module
+) -> Callable[[nn.Module, torch.Tensor], torch.Tensor] | None:
+    """The tail after any residual block of a ResNet (or after a whole stage ``layerK``, whose
+    output is its last block's): the stage's remaining blocks, the later stages, then pooling
+    and ``fc``, as ResNet._forward_impl runs them. None for a layer inside a block or in the
+    stem (the library's AblationCAM is used there)."""
+    for k, stage_name in enumerate(_RESNET_STAGES):
+        blocks = list(getattr(model, stage_name))
+        if layer is getattr(model, stage_name):
+            return _resnet_rest(stage_name, len(blocks), _RESNET_STAGES[k + 1 :])
+        for i, block in enumerate(blocks):
+            if layer is block:
+                return _resnet_rest(stage_name, i + 1, _RESNET_STAGES[k + 1 :])
+    return None
+
+
 @dataclass(frozen=True)
 class CamFamily:
     """How CAMs are taken for one architecture family.
@@ -278,17 +316,24 @@ class CamFamily:
     tail:   (model, activations of target) -> logits; must reproduce the model's forward
             after ``target`` exactly (used by the fast, exact AblationCAM). None: no fast path.
     why:    the reason for the choice (documentation).
+    tail_after: (model, another layer chosen by a run) -> its tail, like ``tail``, or None
+            where none is known; None: no fast path for any other layer.
     """
 
     target: Callable[[nn.Module], nn.Module]
     tail: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None
     why: str
+    tail_after: (
+        Callable[[nn.Module, nn.Module], Callable[[nn.Module, torch.Tensor], torch.Tensor] | None]
+        | None
+    ) = None
 
 
 _RESNET = CamFamily(
     lambda m: m.layer4[-1],
     _pool_flatten("fc"),
     "output of the last residual block (post-ReLU, last spatial layer before global pooling)",
+    _resnet_tail_after,
 )
 
 #: THE registry: model-name prefix -> target layer + tail. The longest matching prefix wins.
@@ -347,11 +392,41 @@ def cam_family(name: str) -> CamFamily:
     return CAM_FAMILIES[max(matches, key=len)]
 
 
-def target_layer(model: nn.Module, name: str) -> nn.Module:
-    """The CAM target layer of ``model`` (a torchvision ``name``), from :data:`CAM_FAMILIES`.
+def module_names(model: nn.Module, depth: int | None = None) -> list[str]:
+    """Dotted paths of ``model``'s submodules (``layer4``, ``layer4.2``, ``layer4.2.conv3``,
+    ...), in registration order; with ``depth``, only those of at most that many parts."""
+    names = [name for name, _ in model.named_modules() if name]
+    return [n for n in names if depth is None or n.count(".") < depth]
 
-    For DenseNet this appends the output-preserving ``features.relu5`` if the model lacks it.
+
+def _layer_at(model: nn.Module, name: str, path: str) -> nn.Module:
+    """The submodule of ``model`` at the dotted ``path``, else a ValueError that names the
+    model, the path and the modules there are."""
+    try:
+        layer = model.get_submodule(path) if path else None
+    except AttributeError:
+        layer = None
+    if layer is None or layer is model:
+        shown = module_names(model, depth=2)
+        deeper = next((n for n in module_names(model) if n.count(".") >= 2), None)
+        raise ValueError(
+            f"CAM target layer {path!r} does not exist in model {name!r}; give the dotted path "
+            f"of one of its modules: {', '.join(shown)}"
+            + (f" (or a deeper one, e.g. {deeper!r})" if deeper else "")
+        )
+    return layer
+
+
+def target_layer(model: nn.Module, name: str, path: str | None = None) -> nn.Module:
+    """The CAM target layer of ``model`` (a torchvision ``name``): the submodule at the dotted
+    ``path`` (e.g. ``"layer3"``, ``"layer3.5"``; config ``explain.target_layers``) or, when
+    ``path`` is None, the default of :data:`CAM_FAMILIES`.
+
+    For DenseNet the default appends the output-preserving ``features.relu5`` if the model
+    lacks it. An explicit ``path`` needs no registered family.
     """
+    if path is not None:
+        return _layer_at(model, name, path)
     family = cam_family(name)
     try:
         return family.target(model)
@@ -361,13 +436,24 @@ def target_layer(model: nn.Module, name: str) -> nn.Module:
         ) from exc
 
 
-def model_tail(model: nn.Module, name: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """``acts -> logits``: the part of ``model`` after :func:`target_layer`, or None."""
+def model_tail(
+    model: nn.Module, name: str, path: str | None = None
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``acts -> logits``: the part of ``model`` after :func:`target_layer` (``path`` as
+    there), or None where that part is not known (the caller falls back to running the whole
+    model)."""
+    layer = target_layer(model, name, path)  # the layout fits (and DenseNet's relu5 exists)
+    if path is not None and not any(name.startswith(prefix) for prefix in CAM_FAMILIES):
+        return None  # an architecture without a registry entry: no known tail
     family = cam_family(name)
-    if family.tail is None:
+    if path is None or layer is target_layer(model, name):
+        tail = family.tail
+    elif family.tail_after is not None:
+        tail = family.tail_after(model, layer)
+    else:
+        tail = None
+    if tail is None:
         return None
-    target_layer(model, name)  # make sure the layout fits (and DenseNet's relu5 exists)
-    tail = family.tail
     return lambda acts: tail(model, acts)
 
 

@@ -142,11 +142,13 @@ def sanity_check(
     depths: Sequence[int | str] = (1, "all"),
     seed: int = 0,
     batch_size: int = 16,
+    layer_path: str | None = None,
 ) -> pd.DataFrame:
     """Per image and cascade depth (:data:`SANITY_COLUMNS`): ``stage`` (how many top blocks
     are randomised), ``randomised`` (the deepest of them), and the Spearman correlation and
     SSIM between ``trained_cams`` (``method``'s maps of ``model``) and the maps of the
-    randomised model for the same classes ``targets``."""
+    randomised model for the same classes ``targets``, taken at the same target layer
+    (``layer_path``, as in :func:`xaimed.cams.compute_cams`)."""
     trained_cams = np.asarray(trained_cams, dtype=np.float32)
     if trained_cams.shape != (inputs.shape[0], *inputs.shape[-2:]) or len(image_ids) != len(
         trained_cams
@@ -157,7 +159,7 @@ def sanity_check(
         )
     frames = []
     for depth, name, randomised in randomised_cascade(model, depths, seed):
-        maps = compute_cams(randomised, model_name, method, inputs, targets, batch_size)
+        maps = compute_cams(randomised, model_name, method, inputs, targets, batch_size, layer_path)
         frames.append(
             pd.DataFrame(
                 {

@@ -93,6 +93,14 @@ def training_settings(wildcards):
     return settings
 
 
+def cam_layer(model):
+    """The model's CAM target layer chosen in explain.target_layers (a dotted module path),
+    as params of every job that takes its CAMs: {} for the registry's default layer, so runs
+    that choose none keep their params (no rerun)."""
+    layer = config["explain"]["target_layers"].get(model)
+    return {} if layer is None else {"layer_path": layer}
+
+
 def explain_params(wildcards):
     explain = config["explain"]
     return {
@@ -101,6 +109,7 @@ def explain_params(wildcards):
         "max_images": explain["max_images"],
         "seed": config["seed"],
         "device": config["device"],
+        **cam_layer(wildcards.model),
     }
 
 
@@ -319,6 +328,7 @@ def generalise_params(wildcards):
         "site_column": entry.get("site_column", "site"),
         "seed": config["seed"],
         "device": config["device"],
+        **(cam_layer(wildcards.model) if wildcards.model in EXPLAIN_MODELS else {}),
     }
 
 
@@ -347,10 +357,12 @@ def quality_params(wildcards):
 
 
 def baselines_params(wildcards):
-    """The explain job's image selection and scoring settings, for the baseline maps."""
+    """The explain job's image selection and scoring settings, for the baseline maps (which
+    are model-free: no CAM target layer)."""
     params = {**explain_params(wildcards), **quality_params(wildcards)}
     for key in ("road_percentiles", "sanity_images", "sanity_depths"):
         params.pop(key)
+    params.pop("layer_path", None)
     return params
 
 
