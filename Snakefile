@@ -26,6 +26,7 @@ include: "workflow/rules/quality.smk"
 # Quick jobs run where Snakemake runs (the login node under profiles/slurm) rather than queue.
 localrules:
     phantom,
+    collect_explanations,
     folds,
     fold_metrics,
     compare_models,

@@ -310,12 +310,21 @@ def _model(path: Path) -> Path:
     return path
 
 
+def _cams(path: Path) -> Path:
+    maps = np.random.default_rng(0).random((4, 32, 32)).astype(np.float16)
+    with open(path, "wb") as handle:  # as explain writes them
+        np.savez_compressed(handle, image_id=np.array(["a", "b", "c", "d"]), cams=maps)
+    return path
+
+
 DAMAGE_CASES = {
     "truncated parquet": ("t.parquet", _table, _truncate, integrity.read_parquet),
     "bit-flipped parquet": ("t.parquet", _table, _flip, integrity.read_parquet),
     "bit-flipped image store": ("images.npy", _store, _flip, integrity.load_array),
     "truncated model file": ("model.pt", _model, _truncate, load_checkpoint),
     "bit-flipped model file": ("model.pt", _model, _flip, load_checkpoint),
+    "truncated CAM maps": ("cams.npz", _cams, _truncate, integrity.read_npz),
+    "bit-flipped CAM maps": ("cams.npz", _cams, _flip, integrity.read_npz),
 }
 
 
@@ -373,12 +382,12 @@ def test_damaged_tables_of_a_real_run_fail_their_readers_and_the_next_run_rebuil
         workdir,
         "--keep-going",
         "--forcerun",
-        "explanation_tables",
+        "collect_explanations",
         "classification_table",
         ok=False,
     )
     for name, log in (
-        (EXPLAINED, "logs/report/explanation_tables.log"),
+        (EXPLAINED, "logs/explain/brain_mri/collect.log"),
         (FOLD_METRICS, "logs/report/classification_table.log"),
     ):
         message = f"CorruptFileError: {name} is truncated or corrupt"
@@ -389,7 +398,7 @@ def test_damaged_tables_of_a_real_run_fail_their_readers_and_the_next_run_rebuil
     output = snakemake(workdir)
     counts = job_counts(output)
     assert counts["explain"] == counts["fold_metrics"] == 1
-    assert counts["explanation_tables"] == counts["classification_table"] == 1
+    assert counts["collect_explanations"] == counts["classification_table"] == 1
     for name, frame in before.items():
         rebuilt = integrity.read_parquet(workdir / name)
         if name == EXPLAINED:  # seconds per batch are measured, not computed

@@ -30,6 +30,7 @@ GPU_RULES = {"train", "explain", "generalise", "baselines"}
 # The Snakefile's localrules: run by Snakemake itself, never submitted.
 LOCAL_RULES = {
     "phantom",
+    "collect_explanations",
     "folds",
     "fold_metrics",
     "compare_models",
@@ -188,6 +189,7 @@ def test_changing_one_models_learning_rate_reruns_only_its_jobs(tiny_run, tmp_pa
     # that read them; no data job, nothing of efficientnet_b0.
     per_fold = n_datasets * n_folds
     per_dataset = [
+        "collect_explanations",
         "cam_gallery",
         "classification_figures",
         "explanation_figures",

@@ -139,7 +139,8 @@ def test_default_config_dry_run_lists_the_study(tmp_path):
     assert counts["train"] == n_data * n_models * n_folds
     assert counts["explain"] == n_data * n_explained * n_folds * n_methods
     assert counts["baselines"] == n_data * n_explained * n_folds
-    for rule in ("phantom", "ingest", "folds", "preprocess", "cam_gallery", "localisation_figure"):
+    per_dataset = ["phantom", "ingest", "folds", "preprocess", "collect_explanations"]
+    for rule in [*per_dataset, "cam_gallery", "localisation_figure"]:
         assert counts[rule] == n_data
     for rule in ("fold_metrics", "compare_models", "compare_methods", "classification_table"):
         assert counts[rule] == 1

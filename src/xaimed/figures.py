@@ -36,11 +36,11 @@ def load_cams(paths: Sequence[Pathish]) -> dict[str, np.ndarray]:
     """
     cams: dict[str, np.ndarray] = {}
     for path in paths:
-        with np.load(path) as npz:
-            for image_id, cam in zip(npz["image_id"], npz["cams"], strict=True):
-                if str(image_id) in cams:
-                    raise ValueError(f"image {image_id!r} appears twice in CAM files {paths}")
-                cams[str(image_id)] = cam
+        npz = integrity.read_npz(path)
+        for image_id, cam in zip(npz["image_id"], npz["cams"], strict=True):
+            if str(image_id) in cams:
+                raise ValueError(f"image {image_id!r} appears twice in CAM files {paths}")
+            cams[str(image_id)] = cam
     return cams
 
 

@@ -6,6 +6,8 @@
   compare it (a flipped bit in a memory-mapped array would otherwise be read as pixels) and
   NumPy checks that the file is as long as its header says.
 * Model files carry a checksum of their tensors in their metadata (xaimed.models).
+* Compressed arrays (``cams.npz``) are zip archives with a CRC-32 per member; :func:`read_npz`
+  reads every member, so a damaged one fails there.
 
 A reader that finds a bad file moves it aside to ``<file>.corrupt`` and raises
 :class:`CorruptFileError` naming it: the job fails, and the next ``snakemake`` run sees the
@@ -98,4 +100,15 @@ def load_array(path: str | os.PathLike, mmap_mode: str | None = "r") -> np.ndarr
     try:
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except Exception as error:  # shorter than its header says, bad header, ...
+        raise quarantine(path, f"{type(error).__name__}: {error}") from None
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz``, read in full so that zip's CRC-32 of each is checked."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except Exception as error:  # BadZipFile (truncated, CRC mismatch), zlib.error, ...
         raise quarantine(path, f"{type(error).__name__}: {error}") from None

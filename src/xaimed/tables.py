@@ -166,6 +166,12 @@ def read_parquets(paths: Iterable[str | PathLike]) -> pd.DataFrame:
     return _concat([integrity.read_parquet(p) for p in paths])
 
 
+def collect_parquets(paths: Iterable[str | PathLike], path: str | PathLike) -> None:
+    """Concatenate parquet files into one (checksummed), e.g. every explain job's scores of a
+    dataset: the tables and figures then read a few files, not hundreds."""
+    integrity.write_parquet(read_parquets(paths), path)
+
+
 def data_table(manifest: pd.DataFrame, folds: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Images of one dataset per class: n_images, n_masks (images with a lesion mask) and
     the count in each cross-validation fold (fold_<k> columns)."""

@@ -146,16 +146,6 @@ def all_predictions():
     )
 
 
-def all_scores():
-    return expand(
-        "results/explain/{dataset}/{model}/fold{fold}/{method}/scores.parquet",
-        dataset=DATASETS,
-        model=EXPLAIN_MODELS,
-        fold=FOLDS,
-        method=METHODS,
-    )
-
-
 def gallery_input(wildcards):
     """Cams of the first explained model, every method and fold, with its predictions."""
     model = EXPLAIN_MODELS[0]
@@ -366,15 +356,6 @@ def baselines_params(wildcards):
     return params
 
 
-def all_baselines():
-    return expand(
-        "results/explain/{dataset}/{model}/fold{fold}/baselines/scores.parquet",
-        dataset=DATASETS,
-        model=EXPLAIN_MODELS,
-        fold=FOLDS,
-    )
-
-
 def all_cam_stability():
     return [
         p.replace("metrics.parquet", "cam_stability.parquet")
@@ -398,17 +379,39 @@ def train_checkpoint(wildcards):
     return f"{fold}/checkpoint/last.pt"
 
 
-def all_sanity():
-    return [path.replace("scores.parquet", "sanity.parquet") for path in all_scores()]
+def dataset_explanations(wildcards):
+    """One dataset's per-image CAM scores, sanity checks and baseline scores: every explained
+    model, fold and method, in the order the tables concatenate them."""
+    scores = dataset_scores(wildcards)
+    return {
+        "scores": scores,
+        "sanity": [path.replace("scores.parquet", "sanity.parquet") for path in scores],
+        "baselines": expand(
+            "results/explain/{dataset}/{model}/fold{fold}/baselines/scores.parquet",
+            dataset=wildcards.dataset,
+            model=EXPLAIN_MODELS,
+            fold=FOLDS,
+        ),
+    }
+
+
+def collected(table, dataset=DATASETS):
+    """The per-dataset gathering of one explanation table (scores, sanity or baselines):
+    tables and figures read these few files, not every explain job's."""
+    return expand(
+        "results/explain/{dataset}/{table}.parquet", dataset=dataset, table=table
+    )
+
+
+def dataset_collected_scores(wildcards):
+    return collected("scores", wildcards.dataset)
 
 
 def localisation_figure_input(wildcards):
     """Every explained model's method and baseline scores on one dataset."""
     return {
-        "scores": [p for p in all_scores() if p.split("/")[2] == wildcards.dataset],
-        "baselines": [
-            p for p in all_baselines() if p.split("/")[2] == wildcards.dataset
-        ],
+        "scores": collected("scores", wildcards.dataset),
+        "baselines": collected("baselines", wildcards.dataset),
     }
 
 

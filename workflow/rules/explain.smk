@@ -22,3 +22,24 @@ rule explain:
         quality=quality_params,
     script:
         "../scripts/explain.py"
+
+
+rule collect_explanations:
+    input:
+        unpack(dataset_explanations),
+    output:
+        scores="results/explain/{dataset}/scores.parquet",
+        sanity="results/explain/{dataset}/sanity.parquet",
+        baselines="results/explain/{dataset}/baselines.parquet",
+    log:
+        "logs/explain/{dataset}/collect.log",
+    benchmark:
+        "benchmarks/collect_explanations/{dataset}.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/collect_explanations.py"

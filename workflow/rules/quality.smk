@@ -23,9 +23,9 @@ rule baselines:
 
 rule quality_tables:
     input:
-        scores=all_scores(),
-        baselines=all_baselines(),
-        sanity=all_sanity(),
+        scores=collected("scores"),
+        baselines=collected("baselines"),
+        sanity=collected("sanity"),
     output:
         localisation=report(
             "results/tables/localisation.csv",

@@ -123,7 +123,7 @@ rule classification_figures:
 
 rule explanation_tables:
     input:
-        scores=all_scores(),
+        scores=collected("scores"),
     output:
         confidence_increase="results/tables/confidence_increase.csv",
         confidence_increase_md="results/tables/confidence_increase.md",
@@ -159,7 +159,7 @@ rule explanation_tables:
 
 rule explanation_figures:
     input:
-        scores=dataset_scores,
+        scores=dataset_collected_scores,
     output:
         confidence_increase=report(
             "results/figures/confidence_increase_{dataset}.png",
@@ -189,7 +189,7 @@ rule explanation_figures:
 
 rule timing_figure:
     input:
-        scores=all_scores(),
+        scores=collected("scores"),
     output:
         figure=report(
             "results/figures/xai_timing.png",

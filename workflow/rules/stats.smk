@@ -120,7 +120,7 @@ rule cd_diagram:
 
 rule compare_methods:
     input:
-        scores=all_scores(),
+        scores=collected("scores"),
     output:
         parquet="results/stats/ttest_methods.parquet",
         table="results/tables/ttest_methods.csv",
