@@ -34,3 +34,11 @@ def test_cam_stage_bench_compares_maps_with_the_library():
     assert set(rows) == {"gradcam", "ablationcam", "all"}
     assert rows["all"]["max_abs_map_diff"] <= 1e-4
     assert rows["ablationcam"]["speedup"] > 1  # the exact tail-only computation
+
+
+def test_pooled_head_bench_times_both_and_ends_at_the_same_weights():
+    result = load("pooled_head").main(
+        ["--model", "vgg11", "--size", "32", "--batch-size", "4", "--steps", "1"]
+    )
+    assert result["whole"] > 0 and result["collapsed"] > 0
+    assert result["max_weight_diff"] <= 1e-4

@@ -2,12 +2,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torchvision
 
 from xaimed.datasets import ingest
 from xaimed.folds import assign_folds
 from xaimed.models import load_checkpoint, normalize
 from xaimed.preprocess import preprocess
-from xaimed.train import TrainSettings, augment, make_optimizer, split_train_val, train_fold
+from xaimed.train import (
+    Trainer,
+    TrainSettings,
+    augment,
+    make_optimizer,
+    split_train_val,
+    train_fold,
+)
 
 
 @pytest.fixture
@@ -19,10 +27,10 @@ def store(folder_dataset, tmp_path):
     return tmp_path
 
 
-def _train(store, out, **overrides):
+def _train(store, out, checkpoint_path=None, **overrides):
     settings = TrainSettings(
-        model="resnet18",
         **{
+            "model": "resnet18",
             "epochs": 2,
             "batch_size": 6,
             "lr": 1e-3,
@@ -41,6 +49,7 @@ def _train(store, out, **overrides):
         model_path=out / "model.pt",
         history_path=out / "history.parquet",
         predictions_path=out / "predictions.parquet",
+        checkpoint_path=checkpoint_path,
     )
     return history, pd.read_parquet(out / "predictions.parquet")
 
@@ -150,3 +159,47 @@ def test_predefined_split_repeats_test_on_the_test_split_with_their_own_seed(sto
     assert sorted(predictions["image_id"]) == sorted(manifest.loc[test, "image_id"])
     _, meta = load_checkpoint(tmp_path / "a" / "model.pt")
     assert meta["seed"] == 5 + 1  # the repeat's seed: seed + fold (fold 1 here)
+
+
+def test_vgg_with_its_collapsed_head_resumes_exactly_where_it_was_stopped(
+    store, tmp_path, monkeypatch, caplog
+):
+    """VGG11 at 32 px trains its head collapsed (xaimed.pooled_head): the checkpoint holds the
+    collapsed state and its decay product, and a resumed run ends at the uninterrupted one."""
+    caplog.set_level("INFO", logger="xaimed")
+
+    def run(out, checkpoint_path=None):
+        return _train(store, out, model="vgg11", epochs=3, lr=1e-4, checkpoint_path=checkpoint_path)
+
+    run(tmp_path / "whole")
+    assert "first linear layer on 512 distinct pooled values" in caplog.text
+
+    last = tmp_path / "checkpoint" / "last.pt"
+    train_epoch = Trainer.train_epoch
+    epochs = []
+
+    def killed_in_the_third_epoch(self, images, labels):
+        epochs.append(1)
+        if len(epochs) == 3:
+            raise KeyboardInterrupt  # as a kill: no outputs, the checkpoint stays
+        return train_epoch(self, images, labels)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed_in_the_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed", last)
+    monkeypatch.undo()
+    assert last.is_file() and not (tmp_path / "resumed" / "model.pt").exists()
+    run(tmp_path / "resumed", last)
+    assert "resuming after epoch" in caplog.text
+
+    for name in ("predictions.parquet", "history.parquet"):
+        resumed = pd.read_parquet(tmp_path / "resumed" / name).drop(
+            columns="seconds", errors="ignore"
+        )
+        whole = pd.read_parquet(tmp_path / "whole" / name).drop(columns="seconds", errors="ignore")
+        pd.testing.assert_frame_equal(resumed, whole, check_exact=True)
+    resumed, _ = load_checkpoint(tmp_path / "resumed" / "model.pt")
+    whole, _ = load_checkpoint(tmp_path / "whole" / "model.pt")
+    assert list(whole.state_dict()) == list(torchvision.models.vgg11().state_dict())
+    for key, value in whole.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
