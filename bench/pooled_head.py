@@ -26,11 +26,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (with bf16 autocast)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     settings = TrainSettings(
-        model=args.model, lr=1.5e-4, batch_size=args.batch_size, epochs=1, augment={}
+        model=args.model,
+        lr=1.5e-4,
+        batch_size=args.batch_size,
+        epochs=1,
+        augment={},
+        device=args.device,
     )
     n = args.batch_size * (args.steps + 1)  # the first step is an untimed warm-up
     generator = torch.Generator().manual_seed(0)
@@ -51,8 +57,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     diff = max((states["collapsed"][k] - v).abs().max().item() for k, v in states["whole"].items())
     ratio = results["whole"] / results["collapsed"]
     print(
-        f"{args.model} at {args.size} px, batch {args.batch_size}, {args.threads} thread(s), "
-        f"{args.steps} steps"
+        f"{args.model} at {args.size} px, batch {args.batch_size}, {args.steps} steps on "
+        f"{args.device} ({args.threads} CPU thread(s))"
     )
     print(f"  whole model:     {results['whole']:.3f} s per step")
     print(f"  collapsed head:  {results['collapsed']:.3f} s per step ({ratio:.2f}x faster)")
