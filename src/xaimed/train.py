@@ -155,7 +155,7 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         self.model = models.build_model(settings.model, num_classes, settings.weights)
         self.model.to(self.device)
-        # VGG/AlexNet on small images: train the head on the distinct pooled values (exact
+        # VGG on small images: train its first linear layer on the distinct pooled values (exact
         # for AdamW, see xaimed.pooled_head); the saved model is torchvision's layout again.
         self.head = None
         if image_size and settings.optimizer.lower() == "adamw":
