@@ -27,6 +27,7 @@ __all__ = [
     "SANITY_FILE_COLUMNS",
     "SCORE_COLUMNS",
     "Fold",
+    "classes_in_turn",
     "explain",
     "load_fold",
 ]
@@ -84,7 +85,7 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
         np.savez_compressed(fh, **arrays)
 
 
-def _classes_in_turn(rows: pd.DataFrame, max_images: int) -> np.ndarray:
+def classes_in_turn(rows: pd.DataFrame, max_images: int) -> np.ndarray:
     """Positions (sorted) of at most ``max_images`` rows, the predicted classes taken in turn.
 
     Taking the classes in turn makes a capped run explain every class; within a class go by a
@@ -117,7 +118,7 @@ def _select_rows(
         raise ValueError("predictions list an image_id more than once")
     rows = predictions.sort_values("image_id", kind="stable").reset_index(drop=True)
     if max_images is not None and len(rows) > max_images:
-        rows = rows.iloc[_classes_in_turn(rows, max_images)].reset_index(drop=True)
+        rows = rows.iloc[classes_in_turn(rows, max_images)].reset_index(drop=True)
     position = pd.Series(np.arange(len(manifest)), index=manifest["image_id"].astype(str))
     if position.index.duplicated().any():
         raise ValueError("manifest lists an image_id more than once")
@@ -359,7 +360,7 @@ def explain(
         columns=SCORE_COLUMNS,
     )
     if sanity_path is not None:
-        checked = _classes_in_turn(rows, sanity_images) if n else np.arange(0)
+        checked = classes_in_turn(rows, sanity_images) if n else np.arange(0)
         sanity = _sanity(fold, method, cams32, checked, seed, sanity_depths, batch_size, layer_path)
         sanity = sanity.assign(
             dataset=meta.get("dataset"), model=model_name, fold=meta.get("fold"), method=method

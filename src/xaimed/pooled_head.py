@@ -58,10 +58,9 @@ class CollapsedLinear(nn.Linear):
 class PooledHead:
     """A model's replicating pool and the linear layer after it; see the module docstring."""
 
-    def __init__(self, model: nn.Module, index: int, cells: torch.Tensor, replicas: int):
-        self.index = index  # of the linear layer in model.classifier
+    def __init__(self, model: nn.Module, cells: torch.Tensor, replicas: int):
         self.pool = model.avgpool
-        full: nn.Linear = model.classifier[index]
+        full: nn.Linear = model.classifier[0]
         self.full_shape = full.weight.shape
         self.cells = cells  # full input column -> collapsed input column
         self.replicas = replicas
@@ -110,16 +109,16 @@ class PooledHead:
             ],
             device=device,
         )
-        return cls(model, 0, cells, replicas)
+        return cls(model, cells, replicas)
 
     def _sum(self, weight: torch.Tensor) -> torch.Tensor:
         """Full weight -> the sum of each distinct input's copies."""
         collapsed = weight.new_zeros(weight.shape[0], weight.shape[1] // self.replicas)
         return collapsed.index_add_(1, self.cells, weight)
 
-    def collapse(self, model: nn.Module) -> CollapsedLinear:
+    def collapse(self, model: nn.Module) -> None:
         """Swap the pool for one that keeps the map and the layer for its collapsed form."""
-        full: nn.Linear = model.classifier[self.index]
+        full: nn.Linear = model.classifier[0]
         height_width = self.full_shape[1] // self.replicas  # channels x map cells
         with torch.random.fork_rng(devices=[]):  # its random init is overwritten: draw none
             layer = CollapsedLinear(height_width, full.out_features).to(full.weight.device)
@@ -127,7 +126,7 @@ class PooledHead:
             layer.weight.copy_(self.initial_sum)
             layer.bias.copy_(full.bias)
         model.avgpool = nn.Identity()  # the map, flattened as it is, is the collapsed input
-        model.classifier[self.index] = layer
+        model.classifier[0] = layer
         log.info(
             "training %s's first linear layer on %d distinct pooled values (each copied %d "
             "times at this image size): same model, fewer operations",
@@ -135,12 +134,11 @@ class PooledHead:
             height_width,
             self.replicas,
         )
-        return layer
 
     def parameter_groups(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
         """AdamW groups: the collapsed weight steps ``replicas`` times as far and decays as
         each copy does (``lr * weight_decay`` unchanged)."""
-        weight = model.classifier[self.index].weight
+        weight = model.classifier[0].weight
         rest = [p for p in model.parameters() if p is not weight]
         return [
             {"params": rest, "lr": lr, "weight_decay": weight_decay},
@@ -154,12 +152,12 @@ class PooledHead:
     def track(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """After an optimiser step: fold that step's decay factor into ``P``."""
         group = optimizer.param_groups[1]
-        model.classifier[self.index].decay.mul_(1.0 - group["lr"] * group["weight_decay"])
+        model.classifier[0].decay.mul_(1.0 - group["lr"] * group["weight_decay"])
 
     def expand(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A collapsed model's state dict -> the state dict of the model as torchvision
         builds it (the weights uncollapsed training would have reached)."""
-        prefix = f"classifier.{self.index}."
+        prefix = "classifier.0."
         state = dict(state)
         decay = float(state.pop(prefix + "decay"))
         weight = state[prefix + "weight"].to(self.initial.device)
@@ -169,9 +167,9 @@ class PooledHead:
 
     def restore(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         """Put the original pool and layer back into ``model`` and load ``state`` (collapsed)."""
-        layer = model.classifier[self.index]
+        device = model.classifier[0].weight.device
         with torch.random.fork_rng(devices=[]):
-            full = nn.Linear(self.full_shape[1], self.full_shape[0]).to(layer.weight.device)
+            full = nn.Linear(self.full_shape[1], self.full_shape[0]).to(device)
         model.avgpool = self.pool
-        model.classifier[self.index] = full
+        model.classifier[0] = full
         model.load_state_dict(self.expand(state))
