@@ -154,7 +154,7 @@ class Trainer:
         self.device = select_device(settings.device)
         self.cuda = self.device.type == "cuda"
         self.model = models.build_model(settings.model, num_classes, settings.weights)
-        self.model.to(self.device)
+        models.to_device(self.model, self.device)
         # VGG on small images: train its first linear layer on the distinct pooled values (exact
         # for AdamW, see xaimed.pooled_head); the saved model is torchvision's layout again.
         self.head = None
@@ -167,16 +167,13 @@ class Trainer:
             params = self.model.parameters()
         if self.cuda:
             torch.backends.cudnn.benchmark = True
-            self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(settings, params)
         self.scheduler = make_scheduler(settings, self.optimizer, steps)
         self.generator = torch.Generator().manual_seed(settings.seed)
 
     def _inputs(self, images: torch.Tensor) -> torch.Tensor:
         batch = models.normalize(images.to(self.device, non_blocking=True))
-        if self.cuda:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch
+        return batch.contiguous(memory_format=torch.channels_last)  # as the model (to_device)
 
     def _autocast(self):
         # bfloat16 needs no loss scaling, so AMP, clipping and the step stay in one simple place.
