@@ -42,3 +42,12 @@ def test_pooled_head_bench_times_both_and_ends_at_the_same_weights():
     )
     assert result["whole"] > 0 and result["collapsed"] > 0
     assert result["max_weight_diff"] <= 1e-4
+
+
+def test_memory_format_bench_times_both_layouts_and_their_logits_agree():
+    results = load("memory_format").main(
+        ["--models", "resnet18", "--batch-sizes", "4", "--size", "32", "--repeats", "1"]
+    )
+    row = results[("resnet18", 4)]
+    assert row["train_contiguous"] > 0 and row["eval_channels_last"] > 0
+    assert row["max_rel_logit_diff"] < 1e-4  # same arithmetic up to summation order
