@@ -1,7 +1,7 @@
 """Training input pipeline against the model's pure throughput (issue 7, benchmarks 2 and 5).
 
 Pure: forward + backward + optimiser step on one batch already normalised and on the device,
-repeated (AMP and channels_last on CUDA, exactly as the trainer sets them). Pipeline: xaimed's
+repeated (channels_last, and AMP on CUDA, exactly as the trainer sets them). Pipeline: xaimed's
 `Trainer.train_epoch` over a uint8 image store (staging, gathering, normalising, augmenting,
 metrics), same model, batch size and device. Both are measured side by side in one process;
 the ratio pipeline / pure is the figure (target >= 0.9 on CPU, >= 0.7 at 224 px with AMP on GPU).
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"{args.model} {args.size}px batch {args.batch_size} on {name}"
-        f" ({'bf16 AMP, channels_last' if device.type == 'cuda' else f'{args.threads} thread(s)'})"
+        f" (channels_last, {'bf16 AMP' if device.type == 'cuda' else f'{args.threads} thread(s)'})"
     )
     for key, value in result.items():
         print(f"  {key:>20}: {value:.3f}")
