@@ -334,7 +334,7 @@ def test_checkpoint_round_trip(tmp_path):
     model.train()(torch.randn(4, 3, 32, 32))  # move BN running stats away from init
     model.eval()
     path = tmp_path / "sub" / "model.pt"
-    save_checkpoint(path, model, _meta())
+    save_checkpoint(path, to_device(model, "cpu"), _meta())  # as training leaves it
     assert sorted(os.listdir(path.parent)) == ["model.pt"]  # no temp file left behind
     before = torch.get_rng_state()
     loaded, meta = load_checkpoint(path)
@@ -342,9 +342,14 @@ def test_checkpoint_round_trip(tmp_path):
     assert meta == _meta() and not loaded.training
     state = loaded.state_dict()
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    # runs channels-last (oneDNN at any batch size on the CPU), saved in the standard layout
+    assert loaded.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not loaded.conv1.weight.is_contiguous()
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert all(tensor.is_contiguous() for tensor in saved.values())
     x = torch.randn(3, 3, 32, 32)
-    with torch.no_grad():  # the loaded model runs channels-last (to_device): compare like that
-        assert torch.equal(loaded(x), to_device(model, "cpu")(x))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
 
 
 def test_checkpoint_refuses_pickled_objects_and_wrong_layouts(tmp_path):

@@ -203,3 +203,14 @@ def test_vgg_with_its_collapsed_head_resumes_exactly_where_it_was_stopped(
     assert list(whole.state_dict()) == list(torchvision.models.vgg11().state_dict())
     for key, value in whole.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
+
+
+def test_trainer_runs_the_model_and_its_batches_channels_last():
+    """Channels-last on the CPU too: with one thread PyTorch sends 1x1 convolutions of fewer
+    than 16 images (a partial batch) to its slow reference kernel otherwise."""
+    settings = TrainSettings(model="resnet18", batch_size=4, epochs=1, augment={}, device="cpu")
+    trainer = Trainer(settings, num_classes=2, steps=1)
+    channels_last = torch.channels_last
+    assert trainer.model.conv1.weight.is_contiguous(memory_format=channels_last)
+    batch = trainer._inputs(torch.zeros(3, 3, 16, 16, dtype=torch.uint8))
+    assert batch.is_contiguous(memory_format=channels_last)
