@@ -153,8 +153,8 @@ class Trainer:
         self.settings = settings
         self.device = select_device(settings.device)
         self.cuda = self.device.type == "cuda"
-        self.model = models.build_model(settings.model, num_classes, settings.weights)
-        models.to_device(self.model, self.device)
+        model = models.build_model(settings.model, num_classes, settings.weights)
+        self.model = models.to_device(model, self.device)
         # VGG on small images: train its first linear layer on the distinct pooled values (exact
         # for AdamW, see xaimed.pooled_head); the saved model is torchvision's layout again.
         self.head = None
