@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from xaimed.models import cpu_has_bfloat16
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -51,3 +53,14 @@ def test_memory_format_bench_times_both_layouts_and_their_logits_agree():
     row = results[("resnet18", 4)]
     assert row["train_contiguous"] > 0 and row["eval_channels_last"] > 0
     assert row["max_rel_logit_diff"] < 1e-4  # same arithmetic up to summation order
+
+
+@pytest.mark.skipif(not cpu_has_bfloat16(), reason="needs a CPU with native bfloat16")
+def test_cpu_amp_bench_times_both_precisions_and_says_what_xaimed_takes():
+    results = load("cpu_amp").main(
+        ["--models", "resnet18", "mobilenet_v3_small", "--images", "8", "--size", "32"]
+        + ["--batch-size", "4", "--repeats", "1"]
+    )
+    assert results["resnet18"]["train_float32"] > 0 and results["resnet18"]["eval_bfloat16"] > 0
+    assert results["resnet18"]["xaimed_uses_bfloat16"]
+    assert not results["mobilenet_v3_small"]["xaimed_uses_bfloat16"]

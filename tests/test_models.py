@@ -20,12 +20,14 @@ from xaimed.models import (
     IMAGENET_STD,
     build_model,
     classifier_names,
+    cpu_has_bfloat16,
     load_checkpoint,
     model_tail,
     normalize,
     save_checkpoint,
     target_layer,
     to_device,
+    trains_in_bfloat16,
 )
 
 
@@ -385,3 +387,10 @@ def test_random_heads_start_near_zero_whatever_the_class_count(name):
     model = build_model(name, 2)
     head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     assert head.weight.abs().max() <= 1 / head.in_features**0.5 + 1e-7
+
+
+def test_bfloat16_training_always_on_cuda_and_on_the_cpu_where_it_is_faster():
+    assert trains_in_bfloat16("efficientnet_b0", "cuda")
+    for slower_on_the_cpu in ("efficientnet_b0", "mobilenet_v3_small", "shufflenet_v2_x0_5"):
+        assert not trains_in_bfloat16(slower_on_the_cpu, "cpu")
+    assert trains_in_bfloat16("resnet50", "cpu") == cpu_has_bfloat16()
