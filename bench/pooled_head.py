@@ -26,7 +26,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (with bf16 autocast)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bfloat16 autocast where the trainer takes it (config training.amp); --no-amp for "
+        "float32, where the two end at the same weights up to rounding",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -37,12 +44,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         epochs=1,
         augment={},
         device=args.device,
+        amp=args.amp,
     )
     n = args.batch_size * (args.steps + 1)  # the first step is an untimed warm-up
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, args.size, args.size), dtype=torch.uint8)
     labels = torch.randint(0, 4, (n,), generator=generator)
-    results, states = {}, {}
+    results, states, precision = {}, {}, ""
     for name, image_size in (("whole", None), ("collapsed", args.size)):
         torch.manual_seed(0)
         trainer = Trainer(settings, num_classes=4, steps=args.steps + 1, image_size=image_size)
@@ -52,13 +60,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         started = time.perf_counter()
         trainer.train_epoch(images[warm:], labels[warm:])
         results[name] = (time.perf_counter() - started) / args.steps
+        precision = trainer.precision
         model = trainer.finish(copy.deepcopy(trainer.model.state_dict()))
         states[name] = model.state_dict()
     diff = max((states["collapsed"][k] - v).abs().max().item() for k, v in states["whole"].items())
     ratio = results["whole"] / results["collapsed"]
     print(
         f"{args.model} at {args.size} px, batch {args.batch_size}, {args.steps} steps on "
-        f"{args.device} ({args.threads} CPU thread(s))"
+        f"{args.device} ({args.threads} CPU thread(s)), {precision}"
     )
     print(f"  whole model:     {results['whole']:.3f} s per step")
     print(f"  collapsed head:  {results['collapsed']:.3f} s per step ({ratio:.2f}x faster)")

@@ -252,3 +252,31 @@ def test_cpu_with_native_bfloat16_trains_in_it_where_that_is_faster():
     for model_name, amp in (("resnet18", False), ("mobilenet_v3_small", True)):
         dtypes = _dtypes_seen(model_name, amp)
         assert set().union(*dtypes.values()) == {torch.float32}, model_name
+
+
+@pytest.mark.skipif(not cpu_has_bfloat16(), reason="needs a CPU with native bfloat16")
+def test_a_run_requeued_on_a_cpu_without_bfloat16_starts_over(store, tmp_path, monkeypatch, caplog):
+    """A checkpoint of bfloat16 epochs is not continued in float32 (a SLURM job requeued on
+    another node): the run starts again, so one run never mixes the two."""
+    caplog.set_level("INFO", logger="xaimed.train")
+    last = tmp_path / "checkpoint" / "last.pt"
+    train_epoch = Trainer.train_epoch
+
+    def killed_in_the_second_epoch(self, images, labels):
+        if self.epochs_run == 1:
+            raise KeyboardInterrupt
+        self.epochs_run += 1
+        return train_epoch(self, images, labels)
+
+    monkeypatch.setattr(Trainer, "epochs_run", 0, raising=False)
+    monkeypatch.setattr(Trainer, "train_epoch", killed_in_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _train(store, tmp_path / "a", last)
+    assert last.is_file() and "bfloat16 autocast" in caplog.text
+    monkeypatch.undo()
+
+    caplog.clear()
+    monkeypatch.setattr("xaimed.models.cpu_has_bfloat16", lambda: False)  # the other node
+    history, _ = _train(store, tmp_path / "a", last)
+    assert "float32" in caplog.text and "resuming" not in caplog.text
+    assert list(history["epoch"]) == [1, 2]

@@ -439,6 +439,8 @@ def train_fold(
         val_rows=val_rows.tolist(),
         labels=labels.tolist(),
         store=list(store.shape),
+        # a run requeued on a node with(out) native bfloat16 starts over rather than mix the two
+        precision=trainer.precision,
         # the pixels themselves: a rebuilt image store must not resume an old run
         images=hashlib.sha256(host_train_images.numpy()).hexdigest(),
     )
