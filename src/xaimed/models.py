@@ -32,12 +32,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 __all__ = [
     "CAM_FAMILIES",
+    "CPU_FLOAT32_FAMILIES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "CamFamily",
     "build_model",
     "cam_family",
     "classifier_names",
+    "cpu_has_bfloat16",
     "imagenet_weights_path",
     "load_checkpoint",
     "model_tail",
