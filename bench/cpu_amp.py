@@ -14,23 +14,15 @@ training step is slower in it.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from memory_format import seconds_per_image  # a sibling: bench/ leads sys.path when run
 
 from xaimed.models import cpu_has_bfloat16, trains_in_bfloat16
 from xaimed.runtime import set_threads
 from xaimed.train import Trainer, TrainSettings
 
 STUDY_MODELS = ["resnet50", "densenet121", "vgg16", "efficientnet_b0"]
-
-
-def seconds_per_image(step, images: int, repeats: int) -> float:
-    step()  # warm-up: oneDNN builds its kernels on the first call
-    started = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    return (time.perf_counter() - started) / repeats / images
 
 
 def compare(name: str, images: int, size: int, batch_size: int, repeats: int) -> dict:

@@ -4,6 +4,7 @@ that produce BENCHMARKS.md (and their built-in checks, e.g. maps equal to the li
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def load(name: str):
+    if str(BENCH) not in sys.path:  # as when a script runs from bench/: siblings import
+        sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
