@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, args.size, args.size), dtype=torch.uint8)
     labels = torch.randint(0, 4, (n,), generator=generator)
-    results, states, precision = {}, {}, ""
+    results, states = {}, {}
     for name, image_size in (("whole", None), ("collapsed", args.size)):
         torch.manual_seed(0)
         trainer = Trainer(settings, num_classes=4, steps=args.steps + 1, image_size=image_size)
@@ -60,14 +60,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         started = time.perf_counter()
         trainer.train_epoch(images[warm:], labels[warm:])
         results[name] = (time.perf_counter() - started) / args.steps
-        precision = trainer.precision
         model = trainer.finish(copy.deepcopy(trainer.model.state_dict()))
         states[name] = model.state_dict()
     diff = max((states["collapsed"][k] - v).abs().max().item() for k, v in states["whole"].items())
     ratio = results["whole"] / results["collapsed"]
     print(
         f"{args.model} at {args.size} px, batch {args.batch_size}, {args.steps} steps on "
-        f"{args.device} ({args.threads} CPU thread(s)), {precision}"
+        f"{args.device} ({args.threads} CPU thread(s)), {trainer.precision}"
     )
     print(f"  whole model:     {results['whole']:.3f} s per step")
     print(f"  collapsed head:  {results['collapsed']:.3f} s per step ({ratio:.2f}x faster)")

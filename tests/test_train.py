@@ -162,6 +162,21 @@ def test_predefined_split_repeats_test_on_the_test_split_with_their_own_seed(sto
     assert meta["seed"] == 5 + 1  # the repeat's seed: seed + fold (fold 1 here)
 
 
+def _killed_in_epoch(monkeypatch, epoch: int) -> None:
+    """Trainer.train_epoch raises in the given epoch, as a kill: no outputs, the checkpoint
+    of the epochs before stays. monkeypatch.undo() trains normally again."""
+    train_epoch = Trainer.train_epoch
+    calls = []
+
+    def killed(self, images, labels):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise KeyboardInterrupt
+        return train_epoch(self, images, labels)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed)
+
+
 def test_vgg_with_its_collapsed_head_resumes_exactly_where_it_was_stopped(
     store, tmp_path, monkeypatch, caplog
 ):
@@ -176,16 +191,7 @@ def test_vgg_with_its_collapsed_head_resumes_exactly_where_it_was_stopped(
     assert "first linear layer on 512 distinct pooled values" in caplog.text
 
     last = tmp_path / "checkpoint" / "last.pt"
-    train_epoch = Trainer.train_epoch
-    epochs = []
-
-    def killed_in_the_third_epoch(self, images, labels):
-        epochs.append(1)
-        if len(epochs) == 3:
-            raise KeyboardInterrupt  # as a kill: no outputs, the checkpoint stays
-        return train_epoch(self, images, labels)
-
-    monkeypatch.setattr(Trainer, "train_epoch", killed_in_the_third_epoch)
+    _killed_in_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "resumed", last)
     monkeypatch.undo()
@@ -260,16 +266,7 @@ def test_a_run_requeued_on_a_cpu_without_bfloat16_starts_over(store, tmp_path, m
     another node): the run starts again, so one run never mixes the two."""
     caplog.set_level("INFO", logger="xaimed.train")
     last = tmp_path / "checkpoint" / "last.pt"
-    train_epoch = Trainer.train_epoch
-
-    def killed_in_the_second_epoch(self, images, labels):
-        if self.epochs_run == 1:
-            raise KeyboardInterrupt
-        self.epochs_run += 1
-        return train_epoch(self, images, labels)
-
-    monkeypatch.setattr(Trainer, "epochs_run", 0, raising=False)
-    monkeypatch.setattr(Trainer, "train_epoch", killed_in_the_second_epoch)
+    _killed_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         _train(store, tmp_path / "a", last)
     assert last.is_file() and "bfloat16 autocast" in caplog.text
