@@ -1,7 +1,9 @@
-"""Explanation quality in the explain stage and the baselines stage, on the tiny fold of
-tests/test_explain.py with hand-made lesion masks."""
+"""Explanation quality in the explain stage and its baseline maps, and the explain job of a
+whole fold, on the tiny fold of tests/test_explain.py with hand-made lesion masks."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ import torch
 from tests.test_explain import SIZE, fold  # noqa: F401 - the fixture
 from xaimed.baselines import BASELINE_COLUMNS, score_baselines
 from xaimed.cams import compute_cams
-from xaimed.explain import QUALITY_COLUMNS, SANITY_FILE_COLUMNS, explain
+from xaimed.explain import QUALITY_COLUMNS, SANITY_FILE_COLUMNS, explain, explain_fold
 from xaimed.faithfulness import faithfulness_scores
 from xaimed.localisation import image_seed, localisation_scores, random_map
 from xaimed.models import normalize
@@ -99,19 +101,7 @@ def test_signed_method_records_its_flips(fold, masks, tmp_path):  # noqa: F811
 def test_baselines_score_the_same_images(fold, masks, tmp_path):  # noqa: F811
     root, model, images, ids, _ = fold
     explained = run(root, tmp_path, "gradcam", masks, max_images=5, sanity_images=0)
-    baselines = score_baselines(
-        root / "model.pt",
-        root / "images.npy",
-        root / "manifest.parquet",
-        root / "predictions.parquet",
-        masks,
-        tmp_path / "baselines.parquet",
-        batch_size=4,
-        device="cpu",
-        max_images=5,
-        seed=3,
-        **QUALITY,
-    )
+    baselines = _baselines(root, masks, tmp_path / "baselines.parquet", max_images=5)
     assert list(baselines.columns) == BASELINE_COLUMNS
     assert pd.read_parquet(tmp_path / "baselines.parquet").equals(baselines)
     for name, part in baselines.groupby("baseline"):
@@ -128,3 +118,96 @@ def test_baselines_score_the_same_images(fold, masks, tmp_path):  # noqa: F811
     seeds = [image_seed(3, i) for i in random["image_id"]]
     expected = localisation_scores(maps, lesions, tolerance=1, top_k=5, seeds=seeds)
     np.testing.assert_allclose(random["iou_top_k"], expected["iou_top_k"])
+
+
+def _baselines(root, masks, out, **kwargs):
+    return score_baselines(
+        root / "model.pt",
+        root / "images.npy",
+        root / "manifest.parquet",
+        root / "predictions.parquet",
+        masks,
+        out,
+        batch_size=4,
+        device="cpu",
+        seed=3,
+        **QUALITY,
+        **kwargs,
+    )
+
+
+def _explain_fold(root, masks, out, methods, **kwargs):
+    paths = {
+        kind: [out / method / f"{kind}.{ext}" for method in methods]
+        for kind, ext in (("scores", "parquet"), ("cams", "npz"), ("sanity", "parquet"))
+    }
+    for method in methods:
+        (out / method).mkdir(parents=True, exist_ok=True)
+    return explain_fold(
+        root / "model.pt",
+        root / "images.npy",
+        root / "manifest.parquet",
+        root / "predictions.parquet",
+        methods,
+        paths["scores"],
+        paths["cams"],
+        paths["sanity"],
+        out / "baselines.parquet",
+        batch_size=4,
+        device="cpu",
+        masks_path=masks,
+        seed=3,
+        sanity_images=2,
+        sanity_depths=[1],
+        **QUALITY,
+        **kwargs,
+    )
+
+
+def test_explain_fold_writes_what_a_job_per_method_writes(fold, masks, tmp_path):  # noqa: F811
+    """One job per fold: each method's files equal those of explain() run alone for it (the
+    seconds aside), and the baselines those of score_baselines(), in one process."""
+    root = fold[0]
+    methods = ["ablationcam", "eigengradcam_signed", "gradcampp"]
+    together = _explain_fold(root, masks, tmp_path / "fold", methods, max_images=5)
+    assert list(together["method"].unique()) == methods
+    for method in methods:
+        alone = tmp_path / "alone" / method
+        alone.mkdir(parents=True)
+        run(root, alone, method, masks, max_images=5, sanity_images=2, sanity_depths=[1])
+        in_fold = tmp_path / "fold" / method
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(in_fold / "scores.parquet").drop(columns="seconds"),
+            pd.read_parquet(alone / "scores.parquet").drop(columns="seconds"),
+            obj=method,
+        )
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(in_fold / "sanity.parquet"),
+            pd.read_parquet(alone / "sanity.parquet"),
+            obj=method,
+        )
+        with np.load(in_fold / "cams.npz") as a, np.load(alone / "cams.npz") as b:
+            for key in ("image_id", "cams", "target"):
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{method} {key}")
+    alone = _baselines(root, masks, tmp_path / "baselines.parquet", max_images=5)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "fold" / "baselines.parquet"), alone)
+
+
+@pytest.mark.parametrize(
+    ("methods", "layer", "message"),
+    [
+        (["gradcam", "gradcam++"], None, "unknown CAM method 'gradcam++'"),
+        (["gradcam", "layercam"], "layer9", "layer9"),
+    ],
+)
+def test_explain_fold_checks_every_method_and_the_layer_first(
+    fold,  # noqa: F811
+    masks,
+    tmp_path,
+    methods,
+    layer,
+    message,
+):
+    with pytest.raises((ValueError, KeyError), match=re.escape(message)):
+        _explain_fold(fold[0], masks, tmp_path, methods, layer_path=layer)
+    assert not list(tmp_path.rglob("*.*"))  # nothing written for the first method

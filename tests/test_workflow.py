@@ -113,8 +113,10 @@ def test_second_run_has_nothing_to_do(tiny_run):
     assert "Nothing to be done" in snakemake(tiny_run, "--dry-run")
 
 
-def test_a_deleted_scores_file_reruns_that_job_only(tiny_run):
-    target = "results/explain/lesions/efficientnet_b0/fold1/ablationcam/scores.parquet"
+def test_a_deleted_scores_file_reruns_its_folds_explain_job_only(tiny_run):
+    """One explain job per model and fold writes every method's files and the baselines."""
+    explained = "results/explain/lesions/efficientnet_b0/fold1"
+    target = f"{explained}/ablationcam/scores.parquet"
     outputs = [p for p in (tiny_run / "results").rglob("*") if p.is_file()]
     before = {p: p.stat().st_mtime_ns for p in outputs}
     (tiny_run / target).unlink()
@@ -123,22 +125,22 @@ def test_a_deleted_scores_file_reruns_that_job_only(tiny_run):
     changed = {
         p.relative_to(tiny_run).as_posix() for p in outputs if p.stat().st_mtime_ns != before[p]
     }
-    assert changed == {
+    names = ("scores.parquet", "cams.npz", "sanity.parquet")
+    methods = TINY["explain"]["methods"]
+    assert changed == {f"{explained}/{m}/{name}" for m in methods for name in names} | {
         target,
-        target.replace("scores.parquet", "cams.npz"),
-        target.replace("scores.parquet", "sanity.parquet"),
+        f"{explained}/baselines/scores.parquet",
     }
 
 
 def test_default_config_dry_run_lists_the_study(tmp_path):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     n_data, n_models = len(config["datasets"]), len(config["models"])
-    n_folds, n_methods = config["folds"], len(config["explain"]["methods"])
+    n_folds = config["folds"]
     n_explained = len(config["explain"]["models"])
     counts = job_counts(snakemake(tmp_path, "--dry-run", config=""))
     assert counts["train"] == n_data * n_models * n_folds
-    assert counts["explain"] == n_data * n_explained * n_folds * n_methods
-    assert counts["baselines"] == n_data * n_explained * n_folds
+    assert counts["explain"] == n_data * n_explained * n_folds  # every method in one job
     per_dataset = ["phantom", "ingest", "folds", "preprocess", "collect_explanations"]
     for rule in [*per_dataset, "cam_gallery", "localisation_figure"]:
         assert counts[rule] == n_data
@@ -182,7 +184,7 @@ def test_a_chosen_target_layer_reaches_every_cam_job(tmp_path):
         f"results/explain/{fold}/baselines/scores.parquet",
         f"results/generalise/{fold}/cam_stability.parquet",
     )
-    for log in (f"logs/explain/{fold}/layercam.log", f"logs/generalise/{fold}.log"):
+    for log in (f"logs/explain/{fold}.log", f"logs/generalise/{fold}.log"):
         assert "at layer layer2 " in (tmp_path / log).read_text(), log
     model, _ = load_checkpoint(tmp_path / f"results/train/{fold}/model.pt")
     stored = np.load(tmp_path / f"results/explain/{fold}/layercam/cams.npz")

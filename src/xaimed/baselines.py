@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 
 from xaimed import integrity
-from xaimed.explain import load_fold
 from xaimed.faithfulness import faithfulness_scores
+from xaimed.heldout import Fold, load_fold
 from xaimed.localisation import BASELINES, baseline_maps, localisation_scores
 from xaimed.runtime import seed_everything
 from xaimed.scores import confidence_increase
 
-__all__ = ["BASELINE_COLUMNS", "score_baselines"]
+__all__ = ["BASELINE_COLUMNS", "BASELINE_SETTINGS", "score_baselines", "score_fold_baselines"]
 
 log = logging.getLogger("xaimed.baselines")
 
@@ -45,6 +45,10 @@ BASELINE_COLUMNS = [
 ]
 
 
+#: the explain settings the baseline scores take (the others are the methods' own)
+BASELINE_SETTINGS = ("batch_size", "tolerance", "top_k", "faithfulness_steps")
+
+
 def score_baselines(
     model_path: str | os.PathLike,
     images_path: str | os.PathLike,
@@ -53,18 +57,13 @@ def score_baselines(
     masks_path: str | os.PathLike,
     scores_path: str | os.PathLike,
     *,
-    batch_size: int = 16,
     seed: int = 0,
     device: str = "auto",
     max_images: int | None = None,
-    tolerance: float = 0,
-    top_k: float = 10,
-    faithfulness_steps: int = 10,
+    **settings,
 ) -> pd.DataFrame:
-    """Scores of each baseline map (:data:`~xaimed.localisation.BASELINES`) on the images the
-    explain stage explains with the same ``max_images``; the same keyword arguments mean the
-    same as there. Writes ``scores_path`` (parquet, :data:`BASELINE_COLUMNS`, one row per
-    image and baseline; the ``mask`` baseline is NaN where an image has no lesion)."""
+    """:func:`score_fold_baselines` on the fold :func:`~xaimed.heldout.load_fold` loads: the
+    images the explain stage explains with the same ``max_images``."""
     seed_everything(seed)
     fold = load_fold(
         model_path,
@@ -75,6 +74,26 @@ def score_baselines(
         device=device,
         max_images=max_images,
     )
+    return score_fold_baselines(fold, scores_path, seed=seed, **settings)
+
+
+def score_fold_baselines(
+    fold: Fold,
+    scores_path: str | os.PathLike,
+    *,
+    batch_size: int = 16,
+    seed: int = 0,
+    tolerance: float = 0,
+    top_k: float = 10,
+    faithfulness_steps: int = 10,
+) -> pd.DataFrame:
+    """Scores of each baseline map (:data:`~xaimed.localisation.BASELINES`) on the images of
+    ``fold``, which must have its lesion masks; the keyword arguments mean what they mean for
+    :func:`xaimed.explain.explain_method`. Writes ``scores_path`` (parquet,
+    :data:`BASELINE_COLUMNS`, one row per image and baseline; the ``mask`` baseline is NaN
+    where an image has no lesion)."""
+    if fold.masks is None:
+        raise ValueError("the baseline maps need the lesion masks (masks_path)")
     rows, meta = fold.rows, fold.meta
     n = len(rows)
     log.info(

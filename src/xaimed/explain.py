@@ -6,7 +6,6 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,13 @@ import pandas as pd
 import torch
 
 from xaimed import integrity
+from xaimed.baselines import BASELINE_SETTINGS, score_fold_baselines
 from xaimed.cams import METHODS, compute_cams, compute_cams_and_signs
 from xaimed.faithfulness import faithfulness_scores
-from xaimed.localisation import baseline_maps, image_seed, localisation_scores
-from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, normalize, target_layer
-from xaimed.runtime import atomic_write, seed_everything, select_device
+from xaimed.heldout import Fold, classes_in_turn, load_fold
+from xaimed.localisation import baseline_maps, localisation_scores
+from xaimed.models import target_layer
+from xaimed.runtime import atomic_write, seed_everything
 from xaimed.sanity import sanity_check, spearman, ssim
 from xaimed.scores import confidence_increase, road
 
@@ -26,10 +27,9 @@ __all__ = [
     "QUALITY_COLUMNS",
     "SANITY_FILE_COLUMNS",
     "SCORE_COLUMNS",
-    "Fold",
-    "classes_in_turn",
     "explain",
-    "load_fold",
+    "explain_fold",
+    "explain_method",
 ]
 
 log = logging.getLogger("xaimed.explain")
@@ -77,7 +77,6 @@ SANITY_FILE_COLUMNS = [
     "ssim",
     *(f"{s}_{b}" for s in ("spearman", "ssim") for b in ("random", "centre", "mask")),
 ]
-_PREDICTION_COLUMNS = ["image_id", "label", "label_name", "pred", "pred_name"]
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -85,133 +84,11 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
         np.savez_compressed(fh, **arrays)
 
 
-def classes_in_turn(rows: pd.DataFrame, max_images: int) -> np.ndarray:
-    """Positions (sorted) of at most ``max_images`` rows, the predicted classes taken in turn.
-
-    Taking the classes in turn makes a capped run explain every class; within a class go by a
-    hash of the image_id, not the id itself: ids start with the true class folder, so id order
-    would pick the misclassified images of the first folders first.
-    """
-    key = pd.util.hash_pandas_object(rows["image_id"], index=False).to_numpy()
-    ordered = rows.reset_index(drop=True).assign(key=key)
-    ordered = ordered.sort_values(["pred", "key"], kind="stable")
-    turn = ordered.groupby("pred", sort=False).cumcount()
-    chosen = ordered.assign(turn=turn).sort_values(["turn", "pred"], kind="stable")
-    return np.sort(chosen.index[: int(max_images)].to_numpy())
-
-
-def _select_rows(
-    predictions: pd.DataFrame, manifest: pd.DataFrame, meta: dict, max_images: int | None
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Predictions to explain (image_id order) and their rows in images.npy."""
-    missing = [c for c in _PREDICTION_COLUMNS if c not in predictions.columns]
-    if missing:
-        raise ValueError(f"predictions lack columns {missing}")
-    if "fold" in predictions.columns and meta.get("fold") is not None:
-        folds = {str(f) for f in predictions["fold"].unique()}
-        if folds - {str(meta["fold"])}:
-            raise ValueError(
-                f"predictions hold folds {sorted(folds)} but the model was trained for the "
-                f"held-out fold {meta['fold']!r}"
-            )
-    if predictions["image_id"].duplicated().any():
-        raise ValueError("predictions list an image_id more than once")
-    rows = predictions.sort_values("image_id", kind="stable").reset_index(drop=True)
-    if max_images is not None and len(rows) > max_images:
-        rows = rows.iloc[classes_in_turn(rows, max_images)].reset_index(drop=True)
-    position = pd.Series(np.arange(len(manifest)), index=manifest["image_id"].astype(str))
-    if position.index.duplicated().any():
-        raise ValueError("manifest lists an image_id more than once")
-    ids = rows["image_id"].astype(str)
-    unknown = ids[~ids.isin(position.index)]
-    if len(unknown):
-        raise ValueError(
-            f"{len(unknown)} predicted image_ids are not in the manifest, e.g. {list(unknown[:5])}"
-        )
-    index = position.loc[ids].to_numpy()
-    labels = manifest["label"].to_numpy()[index]
-    if not np.array_equal(labels.astype(np.int64), rows["label"].to_numpy().astype(np.int64)):
-        raise ValueError("labels in predictions disagree with the manifest")
-    n_classes = len(meta.get("class_names") or []) or int(meta["num_classes"])
-    preds = rows["pred"].to_numpy()
-    if len(preds) and (preds.min() < 0 or preds.max() >= n_classes):
-        raise ValueError(f"predicted classes outside 0..{n_classes - 1}")
-    return rows, index
-
-
-@dataclass
-class Fold:
-    """One trained model's held-out images to explain, loaded and checked."""
-
-    model: torch.nn.Module
-    meta: dict
-    device: torch.device
-    rows: pd.DataFrame  # the predictions to explain, image_id order
-    images: np.ndarray  # uint8 (n, 3, S, S), rows order
-    masks: np.ndarray | None  # uint8 (n, S, S), rows order; None without a mask file
-    mean: Sequence[float]
-    std: Sequence[float]
-
-    def inputs(self, start: int, stop: int) -> torch.Tensor:
-        """Normalised images start..stop-1 on the model's device."""
-        batch = torch.from_numpy(np.ascontiguousarray(self.images[start:stop]))
-        return normalize(batch, self.mean, self.std).to(self.device)
-
-    def seeds(self, seed: int) -> list[int]:
-        return [image_seed(seed, i) for i in self.rows["image_id"].astype(str)]
-
-
-def load_fold(
-    model_path: str | os.PathLike,
-    images_path: str | os.PathLike,
-    manifest_path: str | os.PathLike,
-    predictions_path: str | os.PathLike,
-    *,
-    masks_path: str | os.PathLike | None = None,
-    device: str = "auto",
-    max_images: int | None = None,
-) -> Fold:
-    """The model, its held-out predictions (at most ``max_images``, the predicted classes taken
-    in turn), their images and (optionally) lesion masks, each checked against the others."""
-    dev = select_device(device)
-    model, meta = load_checkpoint(model_path, dev)
-    images = integrity.load_array(images_path)
-    manifest = integrity.read_parquet(manifest_path)
-    predictions = integrity.read_parquet(predictions_path)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(
-            f"{images_path}: expected uint8 (N, 3, S, S), got {images.dtype} {images.shape}"
-        )
-    if images.shape[0] != len(manifest):
-        raise ValueError(
-            f"{images_path} holds {images.shape[0]} images but the manifest {len(manifest)} rows"
-        )
-    size = meta.get("image_size")
-    if size is not None and tuple(images.shape[-2:]) != (int(size), int(size)):
-        raise ValueError(
-            f"images are {images.shape[-2]}x{images.shape[-1]} but the model was trained at "
-            f"{size}x{size}"
-        )
-    masks = None
-    if masks_path is not None:
-        all_masks = integrity.load_array(masks_path)
-        if all_masks.shape != (images.shape[0], *images.shape[-2:]):
-            raise ValueError(
-                f"{masks_path}: masks {all_masks.shape} do not fit images {images.shape}"
-            )
-    rows, index = _select_rows(predictions, manifest, meta, max_images)
-    if masks_path is not None:
-        masks = np.asarray(all_masks[index])
-    return Fold(
-        model=model,
-        meta=meta,
-        device=dev,
-        rows=rows,
-        images=np.asarray(images[index]),
-        masks=masks,
-        mean=meta.get("mean") or IMAGENET_MEAN,
-        std=meta.get("std") or IMAGENET_STD,
-    )
+def _check(method: str, batch_size: int) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; supported: {', '.join(METHODS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
 def explain(
@@ -223,38 +100,18 @@ def explain(
     scores_path: str | os.PathLike,
     cams_path: str | os.PathLike,
     *,
-    batch_size: int = 16,
-    road_percentiles: Sequence[float] = (20, 40, 60, 80),
     seed: int = 0,
     device: str = "auto",
     max_images: int | None = None,
     masks_path: str | os.PathLike | None = None,
-    sanity_path: str | os.PathLike | None = None,
-    tolerance: float = 0,
-    top_k: float = 10,
-    faithfulness_steps: int = 10,
-    sanity_images: int = 4,
-    sanity_depths: Sequence[int | str] = (1, "all"),
-    layer_path: str | None = None,
+    **settings,
 ) -> pd.DataFrame:
     """CAMs (``method``) for the predicted class of every image in ``predictions`` (or at most
-    ``max_images``, the predicted classes taken in turn) and their scores: confidence increase,
-    ROAD, deletion and insertion AUC (``faithfulness_steps``), and, with ``masks_path``, the
-    localisation scores (pointing game within ``tolerance`` pixels, energy pointing game, IoU
-    of the ``top_k`` % most relevant pixels).
-
-    Writes ``scores_path`` (parquet, :data:`SCORE_COLUMNS`; ``seconds`` = the batch's CAM time
-    / batch size) and ``cams_path`` (npz: image_id str, cams float16 (N, S, S), target int),
-    each atomically, and returns the scores frame. With ``sanity_path``, also the randomisation
-    sanity check of ``sanity_images`` of the images (classes in turn) at each cascade depth of
-    ``sanity_depths`` (:data:`SANITY_FILE_COLUMNS`). Every map is taken at the target layer
-    ``layer_path`` (a dotted module path, config ``explain.target_layers``; None: the default
-    of :data:`xaimed.models.CAM_FAMILIES`).
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown CAM method {method!r}; supported: {', '.join(METHODS)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ``max_images``, the predicted classes taken in turn) and their scores, written to
+    ``scores_path`` and ``cams_path``: :func:`explain_method` on the fold :func:`load_fold`
+    loads (with the lesion masks of ``masks_path``, for the localisation scores); ``settings``
+    are that function's keyword arguments."""
+    _check(method, settings.get("batch_size", 16))
     seed_everything(seed)
     fold = load_fold(
         model_path,
@@ -265,6 +122,102 @@ def explain(
         device=device,
         max_images=max_images,
     )
+    return explain_method(fold, method, scores_path, cams_path, seed=seed, **settings)
+
+
+def explain_fold(
+    model_path: str | os.PathLike,
+    images_path: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    methods: Sequence[str],
+    scores_paths: Sequence[str | os.PathLike],
+    cams_paths: Sequence[str | os.PathLike],
+    sanity_paths: Sequence[str | os.PathLike],
+    baselines_path: str | os.PathLike | None = None,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    max_images: int | None = None,
+    masks_path: str | os.PathLike | None = None,
+    **settings,
+) -> pd.DataFrame:
+    """Every method of ``methods`` on one trained model's held-out fold and, with
+    ``baselines_path``, the baseline maps (:func:`xaimed.baselines.score_fold_baselines`), in
+    one process that loads the model, images and masks once: at the demo's size a job per
+    method spent longer importing torch and loading than explaining.
+
+    Method ``methods[i]`` writes ``scores_paths[i]``, ``cams_paths[i]`` and
+    ``sanity_paths[i]``, the same files :func:`explain` writes for it alone (``settings`` are
+    :func:`explain_method`'s keyword arguments; the global seed is reset before each method).
+    Every method and the target layer are checked before any work. Returns all the methods'
+    scores, one frame.
+    """
+    if not len(methods) == len(scores_paths) == len(cams_paths) == len(sanity_paths):
+        raise ValueError(
+            f"{len(methods)} methods need as many scores, cams and sanity paths; got "
+            f"{len(scores_paths)}, {len(cams_paths)} and {len(sanity_paths)}"
+        )
+    for method in methods:
+        _check(method, settings.get("batch_size", 16))
+    seed_everything(seed)
+    fold = load_fold(
+        model_path,
+        images_path,
+        manifest_path,
+        predictions_path,
+        masks_path=masks_path,
+        device=device,
+        max_images=max_images,
+    )
+    target_layer(fold.model, fold.meta["model"], settings.get("layer_path"))
+    frames = []
+    for done, (method, scores, cams, sanity) in enumerate(
+        zip(methods, scores_paths, cams_paths, sanity_paths, strict=True)
+    ):
+        log.info("method %d/%d: %s", done + 1, len(methods), method)
+        seed_everything(seed)
+        frames.append(
+            explain_method(fold, method, scores, cams, seed=seed, sanity_path=sanity, **settings)
+        )
+    if baselines_path is not None:
+        seed_everything(seed)
+        baseline_settings = {k: v for k, v in settings.items() if k in BASELINE_SETTINGS}
+        score_fold_baselines(fold, baselines_path, seed=seed, **baseline_settings)
+    return pd.concat(frames, ignore_index=True)
+
+
+def explain_method(
+    fold: Fold,
+    method: str,
+    scores_path: str | os.PathLike,
+    cams_path: str | os.PathLike,
+    *,
+    batch_size: int = 16,
+    road_percentiles: Sequence[float] = (20, 40, 60, 80),
+    seed: int = 0,
+    sanity_path: str | os.PathLike | None = None,
+    tolerance: float = 0,
+    top_k: float = 10,
+    faithfulness_steps: int = 10,
+    sanity_images: int = 4,
+    sanity_depths: Sequence[int | str] = (1, "all"),
+    layer_path: str | None = None,
+) -> pd.DataFrame:
+    """CAMs (``method``) for the predicted class of every image of ``fold`` and their scores:
+    confidence increase, ROAD, deletion and insertion AUC (``faithfulness_steps``), and, where
+    the fold has lesion masks, the localisation scores (pointing game within ``tolerance``
+    pixels, energy pointing game, IoU of the ``top_k`` % most relevant pixels).
+
+    Writes ``scores_path`` (parquet, :data:`SCORE_COLUMNS`; ``seconds`` = the batch's CAM time
+    / batch size) and ``cams_path`` (npz: image_id str, cams float16 (N, S, S), target int),
+    each atomically, and returns the scores frame. With ``sanity_path``, also the randomisation
+    sanity check of ``sanity_images`` of the images (classes in turn) at each cascade depth of
+    ``sanity_depths`` (:data:`SANITY_FILE_COLUMNS`). Every map is taken at the target layer
+    ``layer_path`` (a dotted module path, config ``explain.target_layers``; None: the default
+    of :data:`xaimed.models.CAM_FAMILIES`).
+    """
+    _check(method, batch_size)
     model, meta, dev, rows = fold.model, fold.meta, fold.device, fold.rows
     model_name = meta["model"]
     n = len(rows)

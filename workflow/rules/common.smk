@@ -126,6 +126,23 @@ def train_input(wildcards):
     return data_files(wildcards.dataset)
 
 
+def method_files(name):
+    """One explain job's file ``name`` of each CAM method, in the order of METHODS (the
+    order its script pairs them with the methods in)."""
+    return expand(
+        "results/explain/{dataset}/{model}/fold{fold}/{method}/{name}",
+        method=METHODS,
+        name=name,
+        allow_missing=True,
+    )
+
+
+def explain_runtime(wildcards):
+    """Minutes an explain job may take on a cluster: two hours per method, one for the
+    baseline maps."""
+    return 60 + 120 * len(METHODS)
+
+
 def explain_input(wildcards):
     train = f"results/train/{wildcards.dataset}/{wildcards.model}/fold{wildcards.fold}"
     files = data_files(wildcards.dataset)
@@ -344,16 +361,6 @@ def quality_params(wildcards):
         "sanity_images": quality["sanity"]["images"],
         "sanity_depths": quality["sanity"]["stages"],
     }
-
-
-def baselines_params(wildcards):
-    """The explain job's image selection and scoring settings, for the baseline maps (which
-    are model-free: no CAM target layer)."""
-    params = {**explain_params(wildcards), **quality_params(wildcards)}
-    for key in ("road_percentiles", "sanity_images", "sanity_depths"):
-        params.pop(key)
-    params.pop("layer_path", None)
-    return params
 
 
 def all_cam_stability():

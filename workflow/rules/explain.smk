@@ -3,21 +3,23 @@ rule explain:
         unpack(explain_input),
         masks="results/data/{dataset}/masks.npy",
     output:
-        scores="results/explain/{dataset}/{model}/fold{fold}/{method}/scores.parquet",
-        cams="results/explain/{dataset}/{model}/fold{fold}/{method}/cams.npz",
-        sanity="results/explain/{dataset}/{model}/fold{fold}/{method}/sanity.parquet",
+        scores=method_files("scores.parquet"),
+        cams=method_files("cams.npz"),
+        sanity=method_files("sanity.parquet"),
+        baselines="results/explain/{dataset}/{model}/fold{fold}/baselines/scores.parquet",
     log:
-        "logs/explain/{dataset}/{model}/fold{fold}/{method}.log",
+        "logs/explain/{dataset}/{model}/fold{fold}.log",
     benchmark:
-        "benchmarks/explain/{dataset}/{model}/fold{fold}/{method}.tsv"
+        "benchmarks/explain/{dataset}/{model}/fold{fold}.tsv"
     conda:
         "../../envs/xaimed.yaml"
     threads: config["threads"]["explain"]
     resources:
         gpu=1,
         mem_mb=4000,
-        runtime=120,
+        runtime=explain_runtime,
     params:
+        methods=METHODS,
         explain=explain_params,
         quality=quality_params,
     script:

@@ -1,26 +1,3 @@
-rule baselines:
-    input:
-        unpack(explain_input),
-        masks="results/data/{dataset}/masks.npy",
-    output:
-        scores="results/explain/{dataset}/{model}/fold{fold}/baselines/scores.parquet",
-    log:
-        "logs/baselines/{dataset}/{model}/fold{fold}.log",
-    benchmark:
-        "benchmarks/baselines/{dataset}/{model}/fold{fold}.tsv"
-    conda:
-        "../../envs/xaimed.yaml"
-    threads: config["threads"]["explain"]
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=60,
-    params:
-        explain=baselines_params,
-    script:
-        "../scripts/baselines.py"
-
-
 rule quality_tables:
     input:
         scores=collected("scores"),

@@ -1,20 +1,22 @@
-"""Explain one model's held-out predictions with one CAM method and score them (rule explain)."""
+"""Explain one model's held-out fold with every CAM method, score the maps and the baseline
+maps (rule explain)."""
 
-from xaimed.explain import explain
+from xaimed.explain import explain_fold
 from xaimed.runtime import set_threads, setup_logging
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
-explain(
+explain_fold(
     snakemake.input.model,
     snakemake.input.images,
     snakemake.input.manifest,
     snakemake.input.predictions,
-    snakemake.wildcards.method,
+    snakemake.params.methods,
     snakemake.output.scores,
     snakemake.output.cams,
+    snakemake.output.sanity,
+    snakemake.output.baselines,
     masks_path=snakemake.input.masks,
-    sanity_path=snakemake.output.sanity,
     **snakemake.params.explain,
     **snakemake.params.quality,
 )
