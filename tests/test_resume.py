@@ -46,6 +46,7 @@ def _start_snakemake(workdir: Path, target: str) -> subprocess.Popen:
     return subprocess.Popen(
         [*command, "--cores", "1", target],
         cwd=workdir,
+        env={**os.environ, checkpoint.INTERVAL_VARIABLE: "0"},  # a checkpoint every epoch
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,

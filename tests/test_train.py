@@ -4,6 +4,7 @@ import pytest
 import torch
 import torchvision
 
+from xaimed import checkpoint
 from xaimed.datasets import ingest
 from xaimed.folds import assign_folds
 from xaimed.models import cpu_has_bfloat16, load_checkpoint, normalize
@@ -27,7 +28,7 @@ def store(folder_dataset, tmp_path):
     return tmp_path
 
 
-def _train(store, out, checkpoint_path=None, **overrides):
+def _train(store, out, checkpoint_path=None, checkpoint_seconds=0, **overrides):
     settings = TrainSettings(
         **{
             "model": "resnet18",
@@ -50,6 +51,7 @@ def _train(store, out, checkpoint_path=None, **overrides):
         history_path=out / "history.parquet",
         predictions_path=out / "predictions.parquet",
         checkpoint_path=checkpoint_path,
+        checkpoint_seconds=checkpoint_seconds,
     )
     return history, pd.read_parquet(out / "predictions.parquet")
 
@@ -210,6 +212,31 @@ def test_vgg_with_its_collapsed_head_resumes_exactly_where_it_was_stopped(
     assert list(whole.state_dict()) == list(torchvision.models.vgg11().state_dict())
     for key, value in whole.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
+
+
+def test_no_checkpoint_before_its_interval_and_the_interval_from_the_environment(
+    store, tmp_path, monkeypatch
+):
+    """A job shorter than the checkpoint interval writes none (a kill then starts it over);
+    XAIMED_CHECKPOINT_SECONDS sets the interval, and a bad value is named."""
+    last = tmp_path / "checkpoint" / "last.pt"
+    _killed_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        _train(store, tmp_path / "a", last, checkpoint_seconds=3600)
+    assert not last.exists()
+    monkeypatch.undo()
+    _killed_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        _train(store, tmp_path / "a", last, checkpoint_seconds=0)
+    assert last.is_file()
+
+    monkeypatch.delenv(checkpoint.INTERVAL_VARIABLE, raising=False)
+    assert checkpoint.interval() == checkpoint.INTERVAL_SECONDS
+    monkeypatch.setenv(checkpoint.INTERVAL_VARIABLE, "0")
+    assert checkpoint.interval() == 0
+    monkeypatch.setenv(checkpoint.INTERVAL_VARIABLE, "a minute")
+    with pytest.raises(ValueError, match="XAIMED_CHECKPOINT_SECONDS='a minute'"):
+        checkpoint.interval()
 
 
 def test_trainer_runs_the_model_and_its_batches_channels_last():

@@ -1,6 +1,8 @@
 """Per-epoch training checkpoints, so a killed training job resumes where it stopped.
 
-One file per job, rewritten atomically after every finished epoch. It holds everything the
+One file per job, rewritten atomically after a finished epoch once :func:`interval` seconds of
+training have passed since the last one (a kill loses at most that and an epoch; a job shorter
+than that never pays for a checkpoint). It holds everything the
 rest of the run depends on: the model, optimiser and scheduler states, every random number
 generator the epoch loop draws from (torch's global one, the augmentation generator, NumPy's
 and Python's, CUDA's), the history so far and the best epoch's weights. Resuming restores all of
@@ -17,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import random
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +33,26 @@ from xaimed.runtime import atomic_write
 log = logging.getLogger("xaimed.checkpoint")
 
 FORMAT = 1
+#: the least seconds of training between two checkpoints, unless XAIMED_CHECKPOINT_SECONDS says
+#: otherwise (0: after every epoch)
+INTERVAL_SECONDS = 60.0
+INTERVAL_VARIABLE = "XAIMED_CHECKPOINT_SECONDS"
+
+
+def interval() -> float:
+    """Seconds of training between two checkpoints: $XAIMED_CHECKPOINT_SECONDS, else
+    :data:`INTERVAL_SECONDS`. An environment variable, not a config key: it changes no result,
+    so changing it must not rerun a training."""
+    text = os.environ.get(INTERVAL_VARIABLE, "").strip()
+    if not text:
+        return INTERVAL_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= 0:  # also refuses nan
+        raise ValueError(f"{INTERVAL_VARIABLE}={text!r}: expected a number of seconds >= 0")
+    return seconds
 
 
 def fingerprint(**facts: Any) -> str:

@@ -387,13 +387,17 @@ def train_fold(
     history_path: str | Path,
     predictions_path: str | Path,
     checkpoint_path: str | Path | None = None,
+    checkpoint_seconds: float | None = None,
 ) -> pd.DataFrame:
     """Train `settings.model` on every fold but `fold`, keep the best validation epoch, and
     predict the held-out fold. Returns the history table.
 
-    With `checkpoint_path`, the state after every epoch is saved there and a rerun after a
-    kill resumes from the last finished epoch (see xaimed.checkpoint); the checkpoint is
-    deleted once the outputs are written."""
+    With `checkpoint_path`, the state after an epoch is saved there once `checkpoint_seconds`
+    of training have passed since the last save (None: xaimed.checkpoint.interval(); 0: every
+    epoch), and a rerun after a kill resumes from the last saved epoch (see
+    xaimed.checkpoint); the checkpoint is deleted once the outputs are written."""
+    if checkpoint_seconds is None:
+        checkpoint_seconds = checkpoint.interval()
     manifest = integrity.read_parquet(manifest_path)
     folds = integrity.read_parquet(folds_path)
     settings = replace(settings, seed=fold_seed(folds, fold, settings.seed))
@@ -489,9 +493,9 @@ def train_fold(
             eta,
         )
         stop = bool(settings.patience and epoch - best_epoch >= settings.patience)
-        # Every epoch, unless saving costs more than a tenth of the time since the last save
-        # (a VGG16 checkpoint is 2 GB): then as often as that bound allows.
-        due = time.perf_counter() - saved_at >= 9 * save_seconds
+        # Once checkpoint_seconds have passed since the last save (or the start), and never so
+        # often that saving takes more than a tenth of the time (a VGG16 checkpoint is 2 GB).
+        due = time.perf_counter() - saved_at >= max(checkpoint_seconds, 9 * save_seconds)
         if checkpoint_path and due:
             save_start = time.perf_counter()
             checkpoint.save(
