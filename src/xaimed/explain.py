@@ -100,29 +100,24 @@ def explain(
     scores_path: str | os.PathLike,
     cams_path: str | os.PathLike,
     *,
-    seed: int = 0,
-    device: str = "auto",
-    max_images: int | None = None,
-    masks_path: str | os.PathLike | None = None,
-    **settings,
+    sanity_path: str | os.PathLike | None = None,
+    **options,
 ) -> pd.DataFrame:
     """CAMs (``method``) for the predicted class of every image in ``predictions`` (or at most
     ``max_images``, the predicted classes taken in turn) and their scores, written to
-    ``scores_path`` and ``cams_path``: :func:`explain_method` on the fold :func:`load_fold`
-    loads (with the lesion masks of ``masks_path``, for the localisation scores); ``settings``
-    are that function's keyword arguments."""
-    _check(method, settings.get("batch_size", 16))
-    seed_everything(seed)
-    fold = load_fold(
+    ``scores_path`` and ``cams_path`` (and the sanity check to ``sanity_path``, if given):
+    :func:`explain_fold` with this one method; ``options`` are its keyword arguments."""
+    return explain_fold(
         model_path,
         images_path,
         manifest_path,
         predictions_path,
-        masks_path=masks_path,
-        device=device,
-        max_images=max_images,
+        [method],
+        [scores_path],
+        [cams_path],
+        [sanity_path],
+        **options,
     )
-    return explain_method(fold, method, scores_path, cams_path, seed=seed, **settings)
 
 
 def explain_fold(
@@ -133,7 +128,7 @@ def explain_fold(
     methods: Sequence[str],
     scores_paths: Sequence[str | os.PathLike],
     cams_paths: Sequence[str | os.PathLike],
-    sanity_paths: Sequence[str | os.PathLike],
+    sanity_paths: Sequence[str | os.PathLike | None],
     baselines_path: str | os.PathLike | None = None,
     *,
     seed: int = 0,
@@ -147,11 +142,13 @@ def explain_fold(
     one process that loads the model, images and masks once: at the demo's size a job per
     method spent longer importing torch and loading than explaining.
 
-    Method ``methods[i]`` writes ``scores_paths[i]``, ``cams_paths[i]`` and
-    ``sanity_paths[i]``, the same files :func:`explain` writes for it alone (``settings`` are
-    :func:`explain_method`'s keyword arguments; the global seed is reset before each method).
-    Every method and the target layer are checked before any work. Returns all the methods'
-    scores, one frame.
+    Method ``methods[i]`` writes ``scores_paths[i]``, ``cams_paths[i]`` and ``sanity_paths[i]``
+    (None: no sanity check), the same files it writes alone (``settings`` are
+    :func:`explain_method`'s keyword arguments; the global seed is reset before each method,
+    so a method's results do not depend on the ones before it). The images are those of
+    :func:`~xaimed.heldout.load_fold` (``max_images``; ``masks_path``: the lesion masks, for
+    the localisation scores and the baselines). Every method and the target layer are checked
+    before any work. Returns all the methods' scores, one frame.
     """
     if not len(methods) == len(scores_paths) == len(cams_paths) == len(sanity_paths):
         raise ValueError(
@@ -184,7 +181,7 @@ def explain_fold(
         seed_everything(seed)
         baseline_settings = {k: v for k, v in settings.items() if k in BASELINE_SETTINGS}
         score_fold_baselines(fold, baselines_path, seed=seed, **baseline_settings)
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)
 
 
 def explain_method(

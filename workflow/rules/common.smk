@@ -43,7 +43,6 @@ def _alternatives(names):
 wildcard_constraints:
     dataset=_alternatives(DATASETS),
     model=_alternatives(MODELS),
-    method=_alternatives(METHODS),
     fold=r"\d+",
 
 
