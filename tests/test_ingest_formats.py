@@ -458,4 +458,5 @@ def test_paper_config_needs_only_the_dataset_paths(tmp_path):
     assert "phantom" not in counts
     assert counts["ingest"] == n_data
     assert counts["train"] == n_data * len(paper["models"]) * n_folds
-    assert counts["explain"] == n_data * n_folds * len(paper["explain"]["methods"])
+    # one explain job per explained model and fold, every method in it
+    assert counts["explain"] == n_data * n_folds * len(paper["explain"]["models"])

@@ -147,8 +147,9 @@ def explain_fold(
     :func:`explain_method`'s keyword arguments; the global seed is reset before each method,
     so a method's results do not depend on the ones before it). The images are those of
     :func:`~xaimed.heldout.load_fold` (``max_images``; ``masks_path``: the lesion masks, for
-    the localisation scores and the baselines). Every method and the target layer are checked
-    before any work. Returns all the methods' scores, one frame.
+    the localisation scores and the baselines). Every method is checked before any work, and a
+    missing target layer fails before the first method writes anything. Returns all the
+    methods' scores, one frame.
     """
     if not len(methods) == len(scores_paths) == len(cams_paths) == len(sanity_paths):
         raise ValueError(
@@ -167,7 +168,6 @@ def explain_fold(
         device=device,
         max_images=max_images,
     )
-    target_layer(fold.model, fold.meta["model"], settings.get("layer_path"))
     frames = []
     for done, (method, scores, cams, sanity) in enumerate(
         zip(methods, scores_paths, cams_paths, sanity_paths, strict=True)
