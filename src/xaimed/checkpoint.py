@@ -49,8 +49,8 @@ def interval() -> float:
     try:
         seconds = float(text)
     except ValueError:
-        seconds = float("nan")
-    if not seconds >= 0:  # also refuses nan
+        seconds = -1.0
+    if not seconds >= 0:  # negative, not a number, or nan
         raise ValueError(f"{INTERVAL_VARIABLE}={text!r}: expected a number of seconds >= 0")
     return seconds
 

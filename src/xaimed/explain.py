@@ -84,11 +84,9 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
         np.savez_compressed(fh, **arrays)
 
 
-def _check(method: str, batch_size: int) -> None:
+def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; supported: {', '.join(METHODS)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
 def explain(
@@ -157,7 +155,7 @@ def explain_fold(
             f"{len(scores_paths)}, {len(cams_paths)} and {len(sanity_paths)}"
         )
     for method in methods:
-        _check(method, settings.get("batch_size", 16))
+        _check_method(method)
     seed_everything(seed)
     fold = load_fold(
         model_path,
@@ -214,7 +212,9 @@ def explain_method(
     ``layer_path`` (a dotted module path, config ``explain.target_layers``; None: the default
     of :data:`xaimed.models.CAM_FAMILIES`).
     """
-    _check(method, batch_size)
+    _check_method(method)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model, meta, dev, rows = fold.model, fold.meta, fold.device, fold.rows
     model_name = meta["model"]
     n = len(rows)
