@@ -67,3 +67,12 @@ def test_cpu_amp_bench_times_both_precisions_and_says_what_xaimed_takes():
     assert results["resnet18"]["train_float32"] > 0 and results["resnet18"]["eval_bfloat16"] > 0
     assert results["resnet18"]["xaimed_uses_bfloat16"]
     assert not results["mobilenet_v3_small"]["xaimed_uses_bfloat16"]
+
+
+def test_faithfulness_bench_times_both_and_their_areas_agree():
+    result = load("faithfulness").main(
+        ["--model", "resnet18", "--size", "16", "--images", "3", "--steps", "4"]
+        + ["--batch-size", "4", "--repeats", "1"]
+    )
+    assert result["plain"] > 0 and result["xaimed"] > 0
+    assert result["max_auc_diff"] <= 1e-5  # the same images, batched differently

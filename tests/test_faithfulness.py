@@ -95,3 +95,38 @@ def test_flat_maps_remove_pixels_in_a_seeded_random_order(setup):
     assert not np.allclose(other[0], other[1])
     # row by row would delete R (the top row) first; a random order rarely does
     assert one[0][4] > 0
+
+
+class Recording(nn.Module):
+    """RegionFraction that records the size of every batch it sees."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.batches = inner, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(len(x))
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 64])
+def test_curves_of_several_images_share_full_batches(setup, batch_size):
+    model, images, cams = setup
+    images = torch.cat([images[:1], images[:1] * 0.5, images[:1] * 0.25])  # three images
+    cams = np.concatenate([cams, cams[:1]])
+    targets = [0, 1, 0]
+    recording = Recording(model)
+    fractions, deletion, insertion = curves(
+        recording, images, cams, targets, steps=4, batch_size=batch_size
+    )
+    # each image alone, one perturbed image at a time, gives the curves of all three batched
+    for i in range(3):
+        part = slice(i, i + 1)
+        alone = curves(model, images[part], cams[part], targets[part], steps=4, batch_size=1)
+        np.testing.assert_allclose(deletion[i], alone[1][0], atol=1e-7)
+        np.testing.assert_allclose(insertion[i], alone[2][0], atol=1e-7)
+    # the unperturbed image is deletion's start and insertion's end, and runs once: 2 x 5 - 1
+    # images per image, in full batches but the last
+    assert sum(recording.batches) == 3 * 9
+    assert all(size == batch_size for size in recording.batches[:-1])
+    assert deletion[:, 0] == pytest.approx(insertion[:, -1])

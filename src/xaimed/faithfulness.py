@@ -10,7 +10,7 @@ Both are areas under the probability curve over the share of pixels changed, in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -68,6 +68,50 @@ def _perturbed(
     return torch.where(changed, end.unsqueeze(0), start.unsqueeze(0))
 
 
+def _curve_images(
+    image: torch.Tensor,
+    order: np.ndarray,
+    counts: np.ndarray,
+    deletion_substrate: Substrate,
+    insertion_substrate: Substrate,
+) -> torch.Tensor:
+    """(2 * len(counts) - 1, C, H, W): the distinct images of one image's two curves: the image
+    itself (deletion's start and insertion's end), the deletion steps after it, the insertion
+    steps before it."""
+    deletion = _perturbed(image, image, deletion_substrate(image), order, counts[1:])
+    insertion = _perturbed(image, insertion_substrate(image), image, order, counts[:-1])
+    return torch.cat([image.unsqueeze(0), deletion, insertion])
+
+
+def _target_probabilities(
+    model: nn.Module, stacks: Iterable[tuple[torch.Tensor, int]], batch_size: int
+) -> torch.Tensor:
+    """The softmax probability of each stack's target class for every image of the stacks,
+    in order. The model sees full batches of ``batch_size`` across stacks: a stack of 21
+    images alone would leave a part-filled batch, which costs nearly as much as a full one."""
+    out: list[torch.Tensor] = []
+    pending: list[torch.Tensor] = []
+    owners: list[torch.Tensor] = []
+    waiting = 0
+
+    def run(batch: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(model(batch).float(), 1)
+        return probs[torch.arange(len(classes), device=probs.device), classes]
+
+    for stack, target in stacks:
+        pending.append(stack)
+        owners.append(torch.full((len(stack),), int(target), device=stack.device))
+        waiting += len(stack)
+        while waiting >= batch_size:
+            images, classes = torch.cat(pending), torch.cat(owners)
+            out.append(run(images[:batch_size], classes[:batch_size]))
+            pending, owners = [images[batch_size:]], [classes[batch_size:]]
+            waiting -= batch_size
+    if waiting:
+        out.append(run(torch.cat(pending), torch.cat(owners)))
+    return torch.cat(out) if out else torch.zeros(0)
+
+
 def curves(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -82,34 +126,35 @@ def curves(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fractions (steps+1,), deletion (N, steps+1), insertion (N, steps+1)): the softmax
     probability of ``targets[i]`` after each step. Pixel order: :func:`pixel_order` of each
-    map with ``seeds[i]`` (default 0) breaking ties. The model sees the perturbed images in
-    batches of ``batch_size``."""
+    map with ``seeds[i]`` (default 0) breaking ties. The model sees the perturbed images of all
+    ``inputs`` in batches of ``batch_size``, the unperturbed image once per curve pair."""
     cams, targets = check_maps(inputs, cams, targets)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = inputs.shape[0]
     seeds = [0] * n if seeds is None else list(seeds)
     counts = _steps(cams[0].size if n else 1, steps)
+    k = len(counts)
     model.eval()
     device = next(model.parameters()).device
-    deletion = np.empty((n, len(counts)))
-    insertion = np.empty((n, len(counts)))
+    stacks = (
+        (
+            _curve_images(
+                inputs[i].to(device),
+                pixel_order(cams[i], seeds[i]),
+                counts,
+                deletion_substrate,
+                insertion_substrate,
+            ),
+            targets[i],
+        )
+        for i in range(n)
+    )
     with torch.no_grad():
-        for i in range(n):
-            image = inputs[i].to(device)
-            order = pixel_order(cams[i], seeds[i])
-            batch = torch.cat(
-                [
-                    _perturbed(image, image, deletion_substrate(image), order, counts),
-                    _perturbed(image, insertion_substrate(image), image, order, counts),
-                ]
-            )
-            probs = torch.cat(
-                [
-                    torch.softmax(model(batch[s : s + batch_size]).float(), 1)[:, targets[i]]
-                    for s in range(0, len(batch), batch_size)
-                ]
-            )
-            probs = probs.cpu().double().numpy()
-            deletion[i], insertion[i] = probs[: len(counts)], probs[len(counts) :]
+        probs = _target_probabilities(model, stacks, batch_size)
+    probs = probs.cpu().double().numpy().reshape(n, 2 * k - 1)
+    deletion = probs[:, :k]
+    insertion = np.concatenate([probs[:, k:], probs[:, :1]], axis=1)
     return counts / counts[-1], deletion, insertion
 
 
