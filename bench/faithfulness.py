@@ -43,8 +43,9 @@ def plain_scores(model, inputs, cams, targets, *, steps, batch_size):
                     for s in range(0, len(batch), batch_size)
                 ]
             ).double()
-            deletion.append(probs[: len(counts)].numpy())
-            insertion.append(probs[len(counts) :].numpy())
+            probs = probs.cpu().numpy()
+            deletion.append(probs[: len(counts)])
+            insertion.append(probs[len(counts) :])
     return {
         "deletion_auc": np.trapezoid(np.stack(deletion), fractions, axis=1),
         "insertion_auc": np.trapezoid(np.stack(insertion), fractions, axis=1),

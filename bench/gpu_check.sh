@@ -2,7 +2,7 @@
 # The GPU checks in one short run, for a CUDA machine lent for a few minutes (issue 7,
 # benchmark 5; issue 8, resume): the `gpu` tests, training throughput at 224 px for the four
 # CNNs, the CAM stage on the GPU (few images: the plain library's ROAD and AblationCAM are
-# slow), and VGG16's collapsed head on CUDA. Prints everything; writes nothing in the tree.
+# slow), the deletion and insertion curves, and VGG16's collapsed head on CUDA. Prints everything; writes nothing in the tree.
 #
 #   bash bench/gpu_check.sh            # with torch, torchvision and xaimed's dependencies
 #
@@ -26,3 +26,4 @@ done
 timeout 120 python3 bench/cam_stage.py --device cuda --size 224 --images 16 \
     --ablation-images 2 --threads 2
 timeout 60 python3 bench/pooled_head.py --device cuda --size 48 --batch-size 64 --steps 10
+timeout 60 python3 bench/faithfulness.py --device cuda --size 224 --images 32 --batch-size 64
