@@ -70,6 +70,8 @@ def test_steps_that_do_not_divide_the_pixels_and_batch_size(setup):
         curves(model, images, cams, [0, 0], steps=0)
     with pytest.raises(ValueError, match="targets"):
         curves(model, images, cams, [0], steps=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        curves(model, images, cams, [0, 0], steps=2, batch_size=0)
 
 
 def test_substrates():
@@ -98,7 +100,7 @@ def test_flat_maps_remove_pixels_in_a_seeded_random_order(setup):
 
 
 class Recording(nn.Module):
-    """RegionFraction that records the size of every batch it sees."""
+    """A model that records the size of every batch it sees."""
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
@@ -116,7 +118,7 @@ def test_curves_of_several_images_share_full_batches(setup, batch_size):
     cams = np.concatenate([cams, cams[:1]])
     targets = [0, 1, 0]
     recording = Recording(model)
-    fractions, deletion, insertion = curves(
+    _, deletion, insertion = curves(
         recording, images, cams, targets, steps=4, batch_size=batch_size
     )
     # each image alone, one perturbed image at a time, gives the curves of all three batched
