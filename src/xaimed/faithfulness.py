@@ -102,11 +102,13 @@ def _target_probabilities(
         pending.append(stack)
         owners.append(torch.full((len(stack),), int(target), device=stack.device))
         waiting += len(stack)
-        while waiting >= batch_size:
-            images, classes = torch.cat(pending), torch.cat(owners)
-            out.append(run(images[:batch_size], classes[:batch_size]))
-            pending, owners = [images[batch_size:]], [classes[batch_size:]]
-            waiting -= batch_size
+        if waiting < batch_size:
+            continue
+        images, classes = torch.cat(pending), torch.cat(owners)
+        full = waiting - waiting % batch_size
+        for start in range(0, full, batch_size):
+            out.append(run(images[start : start + batch_size], classes[start : start + batch_size]))
+        pending, owners, waiting = [images[full:]], [classes[full:]], waiting - full
     if waiting:
         out.append(run(torch.cat(pending), torch.cat(owners)))
     return torch.cat(out) if out else torch.zeros(0)
