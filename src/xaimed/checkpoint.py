@@ -48,10 +48,12 @@ def interval() -> float:
         return INTERVAL_SECONDS
     try:
         seconds = float(text)
+        if not seconds >= 0:  # negative or nan
+            raise ValueError
     except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:  # negative, not a number, or nan
-        raise ValueError(f"{INTERVAL_VARIABLE}={text!r}: expected a number of seconds >= 0")
+        raise ValueError(
+            f"{INTERVAL_VARIABLE}={text!r}: expected a number of seconds >= 0"
+        ) from None
     return seconds
 
 

@@ -156,7 +156,6 @@ def explain_fold(
         )
     for method in methods:
         _check_method(method)
-    seed_everything(seed)
     fold = load_fold(
         model_path,
         images_path,

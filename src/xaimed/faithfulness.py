@@ -83,35 +83,28 @@ def _curve_images(
     return torch.cat([image.unsqueeze(0), deletion, insertion])
 
 
-def _target_probabilities(
-    model: nn.Module, stacks: Iterable[tuple[torch.Tensor, int]], batch_size: int
+def _probabilities(
+    model: nn.Module, stacks: Iterable[torch.Tensor], batch_size: int
 ) -> torch.Tensor:
-    """The softmax probability of each stack's target class for every image of the stacks,
-    in order. The model sees full batches of ``batch_size`` across stacks: a stack of 21
-    images alone would leave a part-filled batch, which costs nearly as much as a full one."""
+    """Softmax probabilities (rows, classes) of every image of the stacks, in order. The model
+    sees full batches of ``batch_size`` across stacks: a stack of 21 images alone would leave
+    a part-filled batch, which costs nearly as much as a full one."""
     out: list[torch.Tensor] = []
     pending: list[torch.Tensor] = []
-    owners: list[torch.Tensor] = []
     waiting = 0
-
-    def run(batch: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(model(batch).float(), 1)
-        return probs[torch.arange(len(classes), device=probs.device), classes]
-
-    for stack, target in stacks:
+    for stack in stacks:
         pending.append(stack)
-        owners.append(torch.full((len(stack),), int(target), device=stack.device))
         waiting += len(stack)
         if waiting < batch_size:
             continue
-        images, classes = torch.cat(pending), torch.cat(owners)
+        images = torch.cat(pending)
         full = waiting - waiting % batch_size
         for start in range(0, full, batch_size):
-            out.append(run(images[start : start + batch_size], classes[start : start + batch_size]))
-        pending, owners, waiting = [images[full:]], [classes[full:]], waiting - full
+            out.append(torch.softmax(model(images[start : start + batch_size]).float(), 1))
+        pending, waiting = [images[full:]], waiting - full
     if waiting:
-        out.append(run(torch.cat(pending), torch.cat(owners)))
-    return torch.cat(out) if out else torch.zeros(0)
+        out.append(torch.softmax(model(torch.cat(pending)).float(), 1))
+    return torch.cat(out)
 
 
 def curves(
@@ -139,22 +132,21 @@ def curves(
     k = len(counts)
     model.eval()
     device = next(model.parameters()).device
+    if n == 0:
+        return counts / counts[-1], np.zeros((0, k)), np.zeros((0, k))
     stacks = (
-        (
-            _curve_images(
-                inputs[i].to(device),
-                pixel_order(cams[i], seeds[i]),
-                counts,
-                deletion_substrate,
-                insertion_substrate,
-            ),
-            targets[i],
+        _curve_images(
+            inputs[i].to(device),
+            pixel_order(cams[i], seeds[i]),
+            counts,
+            deletion_substrate,
+            insertion_substrate,
         )
         for i in range(n)
     )
     with torch.no_grad():
-        probs = _target_probabilities(model, stacks, batch_size)
-    probs = probs.cpu().double().numpy().reshape(n, 2 * k - 1)
+        probs = _probabilities(model, stacks, batch_size).cpu().double().numpy()
+    probs = probs.reshape(n, 2 * k - 1, -1)[np.arange(n), :, targets]  # (n, 2k - 1)
     deletion = probs[:, :k]
     insertion = np.concatenate([probs[:, k:], probs[:, :1]], axis=1)
     return counts / counts[-1], deletion, insertion
