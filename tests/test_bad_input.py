@@ -200,6 +200,21 @@ def _unreadable(root: Path) -> Path:
     return root
 
 
+def _all_empty(root: Path) -> Path:
+    write_folder_dataset(root, {"a": 3, "b": 3}, masks=False)
+    for path in root.rglob("*.png"):
+        path.write_bytes(b"")
+    return root
+
+
+def _object_npz(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    images = np.empty(4, dtype=object)
+    images[:] = [np.zeros((8, 8), np.uint8)] * 4
+    np.savez(root / "set.npz", train_images=images, train_labels=np.array([[0], [1], [0], [1]]))
+    return root / "set.npz"
+
+
 DATA_CASES = {
     "missing dataset folder": (
         lambda root: ingest(root / "nowhere", dataset="mine"),
@@ -228,6 +243,17 @@ DATA_CASES = {
         lambda root: ingest(_unreadable(root), dataset="mine", on_bad_image="fail"),
         Exception,
         r"broken\.png",
+    ),
+    "every image file empty": (
+        lambda root: ingest(_all_empty(root), dataset="mine"),
+        ValueError,
+        r"no readable images in dataset 'mine': all 6 unreadable, e\.g\. .*\(empty file\)",
+    ),
+    "MedMNIST npz holding object arrays": (
+        lambda root: ingest(_object_npz(root), dataset="mine", format="medmnist"),
+        ValueError,
+        r"no readable images in dataset 'mine': all 4 unreadable, e\.g\. .*set\.npz#train/0 "
+        r".*Object arrays",
     ),
 }
 

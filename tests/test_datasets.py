@@ -1,9 +1,20 @@
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from xaimed.datasets import MANIFEST_COLUMNS, class_names, file_sha256, ingest, ingest_imagefolder
+from tests.conftest import write_folder_dataset
+from xaimed.datasets import (
+    MANIFEST_COLUMNS,
+    class_names,
+    file_sha256,
+    ingest,
+    ingest_dataset,
+    ingest_imagefolder,
+)
+from xaimed.folds import assign_folds
 
 
 def test_imagefolder_manifest_lists_every_image_with_its_class_and_mask(folder_dataset):
@@ -75,3 +86,95 @@ def test_unknown_format_names_the_supported_ones(folder_dataset):
     with pytest.raises(ValueError, match="imagefolder"):
         ingest(folder_dataset, dataset="mine", format="dicomdir")
     assert isinstance(pd.DataFrame(), pd.DataFrame)
+
+
+def _noise(path, seed: int, size: int = 24) -> None:
+    """An image unlike any other (no near-duplicates to group it by)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(path)
+
+
+KERMANY_PATTERN = r"((?:NORMAL2-)?IM-\d+|person\d+)[-_]"
+
+
+def test_group_pattern_keeps_a_childs_xrays_in_one_fold_and_counts_other_names(tmp_path, caplog):
+    root = tmp_path / "chest_xray"
+    seed = 0
+    for person in range(1940, 1947):
+        for image in (1, 2):
+            seed += 1
+            _noise(root / "PNEUMONIA" / f"person{person}_bacteria_{4870 + seed}.jpeg", seed)
+            _noise(root / "NORMAL" / f"IM-0{person}-000{image}.jpeg", 100 + seed)
+    _noise(root / "NORMAL" / "scan.jpeg", 999)
+    with caplog.at_level(logging.WARNING, logger="xaimed.datasets"):
+        manifest = ingest(root, dataset="chest", group_pattern=KERMANY_PATTERN)
+    assert "1 of 29 image names do not match group_pattern" in caplog.text
+    assert "NORMAL/scan.jpeg" in caplog.text
+    groups = manifest.set_index("image_id")["group"]
+    assert groups["PNEUMONIA/person1946_bacteria_4883"] == "person1946"
+    assert groups["NORMAL/IM-01946-0001"] == "IM-01946"
+    assert pd.isna(groups["NORMAL/scan"])
+    assert manifest["group"].nunique() == 14
+    for seed in range(3):
+        folds = assign_folds(manifest, 3, seed).set_index("image_id")["fold"]
+        per_group = folds.groupby(groups.reindex(folds.index)).nunique()
+        assert (per_group == 1).all(), per_group[per_group > 1]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [("person\\d+", "needs a group"), ("(person", "not a regular expression")],
+)
+def test_a_bad_group_pattern_is_named(tmp_path, pattern, message):
+    write_folder_dataset(tmp_path, {"a": 2, "b": 2}, masks=False)
+    with pytest.raises(ValueError, match=f"group_pattern .*{message}"):
+        ingest(tmp_path, dataset="mine", group_pattern=pattern)
+
+
+def test_mask_dir_finds_masks_in_a_tree_that_mirrors_the_classes(tmp_path, caplog):
+    root = tmp_path / "data"
+    for name, seed in (("benign/a", 1), ("benign/b", 2), ("malignant/c", 3)):
+        _noise(root / f"{name}.png", seed)
+    mask = np.zeros((24, 24), np.uint8)
+    mask[4:9, 4:9] = 255
+    for name in ("benign/a", "malignant/c_mask"):  # either the image's name or with the suffix
+        (root / "masks" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    with caplog.at_level(logging.INFO, logger="xaimed.datasets"):
+        manifest = ingest(root, dataset="mine", mask_dir="masks")
+    assert class_names(manifest) == ["benign", "malignant"]  # the mask tree is no class
+    masks = manifest.set_index("image_id")["mask_path"]
+    assert masks["benign/a"] == str(root / "masks" / "benign" / "a.png")
+    assert masks["malignant/c"] == str(root / "masks" / "malignant" / "c_mask.png")
+    assert pd.isna(masks["benign/b"])
+    assert "2 of 3 images have a mask" in caplog.text
+    with pytest.raises(FileNotFoundError, match="mask_dir .*nowhere"):
+        ingest(root, dataset="mine", mask_dir="nowhere")
+
+
+def test_folder_symlinks_are_not_followed_and_every_skipped_file_is_told(tmp_path, caplog):
+    root = tmp_path / "data"
+    write_folder_dataset(root, {"a": 3, "b": 3}, masks=False)
+    (root / "toploop").symlink_to(".")  # the dataset root again, as a "class"
+    (root / "a" / "up").symlink_to("..")
+    (root / "a" / "self.png").symlink_to("self.png")
+    (root / "b" / "notes.txt").write_text("read me")
+    (root / "empty").mkdir()
+    with caplog.at_level(logging.INFO, logger="xaimed.datasets"):
+        ingested = ingest_dataset(root, dataset="mine")
+    assert ingested.manifest["label_name"].value_counts().to_dict() == {"a": 3, "b": 3}
+    assert "toploop: a symlink to a folder; not followed" in caplog.text
+    assert "up: a symlink to a folder; not followed" in caplog.text
+    assert "empty: class folder holds no images" in caplog.text
+    assert "1 file(s) that are not images skipped, e.g. b/notes.txt" in caplog.text
+    rejected = ingested.rejected.set_index("image_id")["reason"].to_dict()
+    assert rejected == {"a/self": "broken or looping symlink"}
+
+
+def test_a_dataset_without_one_readable_image_says_so(tmp_path):
+    for name in ("a/x.png", "a/y.png", "b/z.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"no readable images in dataset 'mine': all 3 "):
+        ingest(tmp_path, dataset="mine")

@@ -3,6 +3,7 @@ by the real ingest and folds rules (Snakemake), plus the image readers they rely
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -460,3 +461,23 @@ def test_paper_config_needs_only_the_dataset_paths(tmp_path):
     assert counts["train"] == n_data * len(paper["models"]) * n_folds
     # one explain job per explained model and fold, every method in it
     assert counts["explain"] == n_data * n_folds * len(paper["explain"]["models"])
+
+
+def test_dicom_files_without_a_suffix_are_found_by_their_preamble(tmp_path, caplog):
+    """PACS exports name files by UID or number, with no suffix: the DICM magic at byte 128
+    marks them; other files without a suffix are skipped and counted."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("ct/1.2.840.113619.2.55.1", "ct/IM00001", "xr/IM00002")):
+        write_dicom(tmp_path / name, rng.integers(0, 4000, (SIZE, SIZE)) + k)
+    save(tmp_path / "xr" / "photo.png", texture(5))
+    (tmp_path / "xr" / "DICOMDIR").write_bytes(b"\0" * 200)  # no DICM at byte 128
+    with caplog.at_level(logging.WARNING, logger="xaimed.datasets"):
+        ingested = ingest_dataset(tmp_path, dataset="pacs")
+    assert ingested.manifest["image_id"].tolist() == [
+        "ct/1.2.840.113619.2.55.1",  # a dotted UID keeps its dots
+        "ct/IM00001",
+        "xr/IM00002",
+        "xr/photo",
+    ]
+    assert (ingested.manifest["height"] == SIZE).all() and ingested.rejected.empty
+    assert "1 file(s) that are not images skipped, e.g. xr/DICOMDIR" in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from xaimed.tables import (
     classification_table,
@@ -183,13 +184,20 @@ def test_write_table_html_twin(tmp_path):
     assert (tmp_path / "x.md").exists()
 
 
-def test_data_table_counts_classes_masks_and_folds():
+def test_data_table_counts_classes_masks_and_folds(tmp_path):
+    drawn = np.zeros((8, 8), np.uint8)
+    drawn[2:4, 2:4] = 255
+    masks = []
+    for name, pixels in (("m0", drawn), ("m1", np.zeros((8, 8), np.uint8)), ("m2", drawn)):
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
+        masks.append(str(tmp_path / f"{name}.png"))
     manifest = pd.DataFrame(
         {
             "image_id": [f"i{k}" for k in range(5)],
             "label": [1, 0, 1, 1, 0],
             "label_name": ["sick", "well", "sick", "sick", "well"],
-            "mask_path": ["m0", None, "m2", None, None],
+            # a healthy image's all-empty mask is no mask
+            "mask_path": [masks[0], masks[1], masks[2], None, None],
         }
     )
     folds = pd.DataFrame({"image_id": [f"i{k}" for k in range(5)], "fold": [0, 1, 1, 0, 0]})
@@ -201,3 +209,28 @@ def test_data_table_counts_classes_masks_and_folds():
     ]
     with pytest.raises(ValueError, match="i4"):
         data_table(manifest, folds.iloc[:4], "d")
+
+
+def test_data_table_shows_a_predefined_split_as_train_test_and_excluded():
+    manifest = pd.DataFrame(
+        {"image_id": ["a", "b", "c", "d"], "label": [0, 0, 1, 1], "label_name": list("xxyy")}
+    )
+    folds = pd.DataFrame(
+        {
+            "image_id": ["a", "b", "c", "d"],
+            "fold": [-1, -1, -1, -1],
+            "test": [True, False, True, False],
+            "excluded": [False, False, False, True],
+        }
+    )
+    table = data_table(manifest, folds, "d")
+    assert list(table.columns) == [
+        "dataset",
+        "class",
+        "n_images",
+        "n_masks",
+        "train",
+        "test",
+        "excluded",
+    ]
+    assert table[["train", "test", "excluded"]].to_numpy().tolist() == [[1, 1, 0], [0, 1, 1]]

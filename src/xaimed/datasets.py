@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,8 +77,23 @@ def _entries(rows: list[dict], names: list[str] | None = None) -> pd.DataFrame:
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
-    """Sub-folders, without hidden ones and macOS archive debris (__MACOSX)."""
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+    """Sub-folders, without hidden ones and macOS archive debris (__MACOSX). A symlink to a
+    folder is not entered: one pointing at the dataset or an ancestor (``toploop -> .``) would
+    become a class full of copies of every image."""
+    found, hidden = [], []
+    for path in sorted(folder.iterdir()):
+        if not path.is_dir():
+            continue
+        if path.name.startswith((".", "__")):
+            hidden.append(path.name)
+            continue
+        if path.is_symlink():
+            log.warning("%s: a symlink to a folder; not followed", path)
+            continue
+        found.append(path)
+    if hidden:
+        log.info("%s: hidden folders skipped: %s", folder, hidden)
+    return found
 
 
 def _class_roots(root: Path) -> list[tuple[str | None, Path]]:
@@ -99,43 +116,146 @@ def _class_roots(root: Path) -> list[tuple[str | None, Path]]:
     return [(p.name.lower(), p) for p in splits]
 
 
-def _image_files(class_dir: Path, mask_suffix: str) -> list[Path]:
-    suffixes = IMAGE_SUFFIXES | DICOM_SUFFIXES
-    return sorted(
-        p
-        for p in class_dir.rglob("*")
-        if p.suffix.lower() in suffixes and not p.stem.endswith(mask_suffix) and p.is_file()
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES | DICOM_SUFFIXES
+
+
+def _class_files(class_dir: Path, skipped: list[Path]) -> list[Path]:
+    """Every file under a class folder, without following folder symlinks (logged); hidden
+    files are left out and counted in ``skipped``."""
+    files = []
+    for folder, dirs, names in os.walk(class_dir):
+        for name in sorted(dirs):
+            if (Path(folder) / name).is_symlink():
+                log.warning("%s: a symlink to a folder; not followed", Path(folder) / name)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            (skipped if name.startswith(".") else files).append(Path(folder) / name)
+    return files
+
+
+def _mask_for(image: Path, mask_suffix: str, mask_dir: Path | None, relative: Path) -> Path | None:
+    """The image's mask: `X<mask_suffix>` beside it, or the same relative path (any of the
+    image's suffix or .png) under ``mask_dir``."""
+    folder = image.parent if mask_dir is None else mask_dir / relative.parent
+    stems = (
+        [f"{image.stem}{mask_suffix}"]
+        if mask_dir is None
+        else [image.stem, f"{image.stem}{mask_suffix}"]
+    )
+    suffixes = dict.fromkeys((image.suffix, ".png"))
+    return next(
+        (
+            folder / f"{stem}{s}"
+            for stem in stems
+            for s in suffixes
+            if (folder / f"{stem}{s}").is_file()
+        ),
+        None,
     )
 
 
-def _mask_for(image: Path, mask_suffix: str) -> Path | None:
-    for suffix in (image.suffix, ".png"):
-        candidate = image.with_name(f"{image.stem}{mask_suffix}{suffix}")
-        if candidate.exists():
-            return candidate
-    return None
+def _group_of(relative: str, pattern: re.Pattern | None, unmatched: list[str]) -> str | None:
+    if pattern is None:
+        return None
+    match = pattern.search(relative)
+    if match is None or not match.group(1):
+        unmatched.append(relative)
+        return None
+    return match.group(1)
 
 
-def imagefolder_entries(root: Path, *, mask_suffix: str = "_mask", **_: object) -> pd.DataFrame:
+def imagefolder_entries(
+    root: Path,
+    *,
+    mask_suffix: str = "_mask",
+    mask_dir: str | None = None,
+    group_pattern: str | None = None,
+    **_: object,
+) -> pd.DataFrame:
     """One folder per class, optionally under split folders (train/val/test, Training/Testing,
-    any case). A file `X<mask_suffix>.png` beside image `X` is its lesion mask."""
-    rows, names = [], []
+    any case). A file `X<mask_suffix>.png` beside image `X` is its lesion mask; with
+    ``mask_dir`` (relative to ``root`` or absolute) masks lie in a separate tree that mirrors
+    the dataset's, under the image's own name. ``group_pattern``: a regular expression
+    whose first group, searched in each image's path below ``root``, is its patient."""
+    pattern = _compile_group_pattern(group_pattern)
+    masks = None if mask_dir is None else (root / mask_dir).resolve()
+    if masks is not None and not masks.is_dir():
+        raise FileNotFoundError(f"mask_dir {masks} does not exist")
+    rows, names, skipped, unmatched = [], [], [], []
     for split, class_root in _class_roots(root):
         for class_dir in _visible_dirs(class_root):
-            for image in _image_files(class_dir, mask_suffix):
-                mask = _mask_for(image, mask_suffix)
-                names.append(image.relative_to(root).as_posix())
+            if masks is not None and class_dir.resolve() == masks:
+                continue
+            n_before = len(rows)
+            for image in _class_files(class_dir, skipped):
+                relative = image.relative_to(root)
+                if _is_image_name(image):
+                    if masks is None and image.stem.endswith(mask_suffix):
+                        continue  # a mask, found through its image
+                    image_id = relative.with_suffix("").as_posix()
+                elif _has_dicom_preamble(image):
+                    image_id = relative.as_posix()  # DICOM names are often dotted UIDs
+                else:
+                    skipped.append(image)
+                    continue
+                mask = _mask_for(image, mask_suffix, masks, relative)
+                names.append(relative.as_posix())
                 rows.append(
                     {
-                        "image_id": image.relative_to(root).with_suffix("").as_posix(),
+                        "image_id": image_id,
                         "path": str(image),
                         "label_name": class_dir.name,
-                        "group": None,
+                        "group": _group_of(relative.as_posix(), pattern, unmatched),
                         "split": split,
                         "mask_path": str(mask) if mask else None,
                     }
                 )
+            if len(rows) == n_before:
+                log.warning("%s: class folder holds no images; skipped", class_dir)
+    if skipped:
+        log.warning(
+            "%s: %d file(s) that are not images skipped, e.g. %s",
+            root,
+            len(skipped),
+            skipped[0].relative_to(root).as_posix(),
+        )
+    if unmatched:
+        log.warning(
+            "%s: %d of %d image names do not match group_pattern %r and have no group, e.g. %s",
+            root,
+            len(unmatched),
+            len(rows),
+            group_pattern,
+            unmatched[0],
+        )
+    if masks is not None:
+        n_masks = sum(row["mask_path"] is not None for row in rows)
+        log.info("%s: %d of %d images have a mask under %s", root, n_masks, len(rows), masks)
     return _entries(rows, names)
+
+
+def _compile_group_pattern(pattern: str | None) -> re.Pattern | None:
+    if pattern is None:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ValueError(
+            f"group_pattern {pattern!r} is not a regular expression: {error}"
+        ) from None
+    if compiled.groups < 1:
+        raise ValueError(f"group_pattern {pattern!r} needs a group (...) for the patient id")
+    return compiled
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
 
 
 def _find_metadata(root: Path) -> Path:
@@ -384,6 +504,11 @@ def _inspect(
         if (row + 1) % step == 0 or row + 1 == n:
             log.info("images read %d/%d (%d rejected)", row + 1, n, len(rejected))
     rejected = pd.DataFrame(rejected, columns=[*ENTRY_COLUMNS, "reason"])[REJECTED_COLUMNS]
+    if not good:
+        raise ValueError(
+            f"no readable images in dataset {dataset!r}: all {n} unreadable, e.g. "
+            f"{rejected['path'].iloc[0]} ({rejected['reason'].iloc[0]})"
+        )
     if len(rejected):
         log.warning(
             "dataset %s: %d unreadable image(s) left out, e.g. %s (%s); all in rejected.parquet",

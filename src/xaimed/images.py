@@ -49,7 +49,10 @@ def read_image(source: str | Path, dicom_window: tuple[float, float] | None = No
         return _read_npz_image(text)
     path = Path(text)
     if not path.is_file():
-        raise UnreadableImage("file not found")
+        # a symlink that loops or points nowhere is listed, so it must be rejected with a reason
+        raise UnreadableImage(
+            "broken or looping symlink" if path.is_symlink() else "file not found"
+        )
     if path.stat().st_size == 0:
         raise UnreadableImage("empty file")
     if is_dicom(path):

@@ -8,6 +8,7 @@ also get a self-contained HTML twin (the report renders HTML, but only offers CS
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Iterable, Sequence
 from os import PathLike
 from pathlib import Path
@@ -16,6 +17,9 @@ import numpy as np
 import pandas as pd
 
 from xaimed import integrity
+from xaimed.images import UnreadableImage, read_image
+
+log = logging.getLogger("xaimed.tables")
 
 CLASSIFICATION_METRICS = ["accuracy", "f1_macro", "balanced_accuracy", "auroc_macro"]
 CAM_KEYS = ["dataset", "model", "method"]
@@ -173,20 +177,47 @@ def collect_parquets(paths: Iterable[str | PathLike], path: str | PathLike) -> N
 
 
 def data_table(manifest: pd.DataFrame, folds: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Images of one dataset per class: n_images, n_masks (images with a lesion mask) and
-    the count in each cross-validation fold (fold_<k> columns)."""
+    """Images of one dataset per class: n_images, n_masks (images whose lesion mask marks
+    something) and the count in each cross-validation fold (fold_<k> columns); a predefined
+    split's images, in no fold, are counted as `train`, `test` and `excluded` (a training
+    image that shares a group with a test image)."""
     df = manifest.merge(folds, on="image_id", how="left", validate="one_to_one")
     if df["fold"].isna().any():
         missing = df.loc[df["fold"].isna(), "image_id"].iloc[0]
         raise ValueError(f"{dataset}: image {missing!r} of the manifest has no fold")
-    has_mask = df["mask_path"].notna() if "mask_path" in df else pd.Series(False, index=df.index)
+    if "test" in df:
+        out_of_fold = np.where(df["test"], "test", np.where(df["excluded"], "excluded", "train"))
+        df["fold"] = df["fold"].astype(object).where(df["fold"].ge(0), out_of_fold)
+    has_mask = df["mask_path"].map(_mask_drawn) if "mask_path" in df else False
     table = (
         df.assign(_mask=has_mask)
         .groupby(["label", "label_name"], sort=True)
         .agg(n_images=("image_id", "size"), n_masks=("_mask", "sum"))
         .reset_index()
     )
-    per_fold = pd.crosstab(df["label"], df["fold"].astype(int)).add_prefix("fold_")
+    per_fold = pd.crosstab(df["label"], df["fold"].map(_fold_column))
+    per_fold = per_fold[sorted(per_fold.columns, key=_column_order)]
     table = table.merge(per_fold, left_on="label", right_index=True)
     table = table.rename(columns={"label_name": "class"}).drop(columns="label")
     return table.assign(dataset=dataset)[["dataset", *table.columns]]
+
+
+def _fold_column(fold: object) -> str:
+    return fold if isinstance(fold, str) else f"fold_{int(fold)}"
+
+
+def _column_order(column: str) -> tuple[int, int]:
+    extra = ("train", "test", "excluded")
+    return (1, extra.index(column)) if column in extra else (0, int(column.removeprefix("fold_")))
+
+
+def _mask_drawn(path: object) -> bool:
+    """Whether a mask marks any pixel (healthy images may carry an all-empty mask); an
+    unreadable mask is logged and counts as none."""
+    if not isinstance(path, str):
+        return False
+    try:
+        return bool(read_image(path).any())
+    except UnreadableImage as error:
+        log.warning("mask %s cannot be read (%s); not counted in n_masks", path, error)
+        return False

@@ -26,6 +26,8 @@ INGEST_DEFAULTS = {
     "near_duplicate_distance": 4,
 }
 INGEST_OPTIONAL = [
+    "mask_dir",
+    "group_pattern",
     "metadata",
     "dicom_window",
     "path_column",
