@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from xaimed import phantoms
+from xaimed.datasets import ingest_dataset
+from xaimed.folds import assign_folds
 from xaimed.phantoms import (
     MASK_SUFFIX,
     PHANTOM_CLASSES,
@@ -310,3 +313,35 @@ def test_difficulty_knobs_are_read_at_render_time(monkeypatch):
     after, mask_after = _render("brain_mri", "glioma", 0)
     np.testing.assert_array_equal(mask, mask_after)
     assert before[mask].mean() > after[mask].mean() + 20
+
+
+@pytest.mark.parametrize("kind", list(PHANTOM_CLASSES))
+def test_planted_copies_are_found_grouped_and_the_relabelled_one_reported(kind, tmp_path, caplog):
+    table = write_phantom_dataset(kind, tmp_path, n_per_class=6, image_size=64, copies=True)
+    planted = table.dropna(subset=["copy_of"])
+    assert len(planted) == 3 and len(table) == 3 + 6 * len(PHANTOM_CLASSES[kind])
+    with caplog.at_level(logging.WARNING, logger="xaimed.duplicates"):
+        ingested = ingest_dataset(tmp_path, dataset=kind)
+    # every planted copy is paired with its source, and no two distinct phantoms are
+    found = {
+        frozenset(pair)
+        for pair in ingested.duplicates[["image_id_a", "image_id_b"]].itertuples(index=False)
+    }
+
+    def image_id(path: str) -> str:
+        return Path(path).relative_to(tmp_path).with_suffix("").as_posix()
+
+    assert found == {
+        frozenset((image_id(c.path), image_id(c.copy_of))) for c in planted.itertuples()
+    }
+    assert sorted(ingested.duplicates["kind"]) == ["exact", "near", "near"]
+    relabelled = ingested.duplicates[
+        ingested.duplicates["label_a"] != ingested.duplicates["label_b"]
+    ]
+    assert len(relabelled) == 1 and relabelled["kind"].item() == "exact"
+    assert "1 exact and 2 near pairs in 3 clusters" in caplog.text
+    assert "1 pairs with different labels" in caplog.text
+    manifest = ingested.manifest
+    folds = assign_folds(manifest, 2, duplicates=ingested.duplicates).set_index("image_id")["fold"]
+    for pair in found:
+        assert folds[list(pair)].nunique() == 1, pair

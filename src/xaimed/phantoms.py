@@ -24,6 +24,7 @@ difficulty knobs; they are read at render time, so they can be changed before ge
 from __future__ import annotations
 
 import functools
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -631,9 +632,11 @@ def write_phantom_dataset(
     image_size: int = 128,
     seed: int = 0,
     sites: int = 1,
+    copies: bool = False,
 ) -> pd.DataFrame:
     """Write out_dir/<class>/<kind>_<class>_<i:04d>.png and ..._mask.png (mask as 0/255
-    grayscale PNG) for every class; returns a table with columns path, mask_path, class_name.
+    grayscale PNG) for every class; returns a table with columns path, mask_path, class_name
+    (and copy_of with ``copies``).
 
     Deterministic: same arguments -> byte-identical files, and image i of a class does not
     depend on n_per_class. Creates out_dir. Unknown kind -> ValueError naming the kind and the
@@ -644,6 +647,9 @@ def write_phantom_dataset(
     intensity curve, noise, blur, bias field, resolution); site 0 changes nothing, so
     `sites=1` writes the same bytes as before sites existed. With several sites,
     `metadata.csv` in out_dir lists each image_id with its site, for the manifest.
+
+    ``copies`` plants the kinds of copies public sets carry (:func:`_plant_copies`), so the
+    leakage guard (duplicates.parquet, grouped folds) has something to find.
     """
     classes = _check_kind(kind)
     if int(n_per_class) != n_per_class or n_per_class < 1:
@@ -674,6 +680,64 @@ def write_phantom_dataset(
             Image.fromarray(image).save(path, compress_level=1)
             Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path, compress_level=1)
             rows.append({"path": str(path), "mask_path": str(mask_path), "class_name": class_name})
+    columns = ["path", "mask_path", "class_name"]
+    if copies:
+        planted = _plant_copies(kind, out_dir, int(n_per_class))
+        for copy in planted:
+            site = {m["image_id"]: m["site"] for m in metadata}[copy.pop("source_id")]
+            metadata.append({"image_id": copy.pop("image_id"), "site": site})
+        rows += planted
+        columns.append("copy_of")
     if sites > 1:  # a single-site dataset stays exactly as it was, folder and manifest
         pd.DataFrame(metadata).to_csv(out_dir / METADATA_FILE, index=False)
-    return pd.DataFrame(rows, columns=["path", "mask_path", "class_name"])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _plant_copies(kind: str, out_dir: Path, n_per_class: int) -> list[dict]:
+    """Three copies of written phantoms, as public sets carry them: one resized to 3/4 and one
+    JPEG-recompressed in their own class, and one exact copy of a lesion image filed under
+    another class (a label error: duplicates.parquet shows label_a != label_b). Each keeps
+    its source's mask, resized with it."""
+    classes = PHANTOM_CLASSES[kind]
+    lesion = next(c for c in classes if c not in HEALTHY_CLASSES)
+    relabel_to = next((c for c in classes if c in HEALTHY_CLASSES), classes[-1])
+    if relabel_to == lesion:
+        relabel_to = next(c for c in classes if c != lesion)
+    plan = [  # (source class, index, target class, how)
+        (classes[0], 0, classes[0], "resized"),
+        (classes[-1], 1, classes[-1], "recompressed"),
+        (lesion, 2, relabel_to, "relabelled"),
+    ]
+    rows = []
+    for k, (source_class, index, target_class, how) in enumerate(plan):
+        stem = f"{kind}_{source_class}_{min(index, n_per_class - 1):04d}"
+        source = out_dir / source_class / f"{stem}.png"
+        with Image.open(source) as opened:
+            image = opened.copy()
+        with Image.open(out_dir / source_class / f"{stem}{MASK_SUFFIX}.png") as opened:
+            mask = opened.copy()
+        name = f"{kind}_{target_class}_copy{k}_{how}"
+        path = out_dir / target_class / f"{name}{'.jpg' if how == 'recompressed' else '.png'}"
+        if how == "resized":
+            side = image.width * 3 // 4
+            image = image.resize((side, side), Image.Resampling.LANCZOS)
+            mask = mask.resize((side, side), Image.Resampling.NEAREST)
+        if how == "relabelled":
+            shutil.copyfile(source, path)  # byte for byte: an exact duplicate
+        elif how == "recompressed":
+            image.save(path, quality=90)
+        else:
+            image.save(path, compress_level=1)
+        mask_path = out_dir / target_class / f"{name}{MASK_SUFFIX}.png"
+        mask.save(mask_path, compress_level=1)
+        rows.append(
+            {
+                "path": str(path),
+                "mask_path": str(mask_path),
+                "class_name": target_class,
+                "copy_of": str(source),
+                "image_id": f"{target_class}/{name}",
+                "source_id": f"{source_class}/{stem}",
+            }
+        )
+    return rows

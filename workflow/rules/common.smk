@@ -64,6 +64,7 @@ def phantom_params(wildcards):
         "n_per_class": entry["n_per_class"],
         "image_size": entry["phantom_size"],
         "seed": config["seed"],
+        "copies": True,  # planted copies give the leakage guard something to find
         # Only when asked for, so single-site runs keep their params (no rerun).
         **({"sites": entry["sites"]} if entry.get("sites", 1) > 1 else {}),
     }
