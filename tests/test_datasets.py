@@ -160,6 +160,8 @@ def test_folder_symlinks_are_not_followed_and_every_skipped_file_is_told(tmp_pat
     (root / "a" / "up").symlink_to("..")
     (root / "a" / "self.png").symlink_to("self.png")
     (root / "b" / "notes.txt").write_text("read me")
+    (root / "LICENSE").write_text("CC BY")  # beside the classes: in none
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "a" / "gone_mask.png")
     (root / "empty").mkdir()
     with caplog.at_level(logging.INFO, logger="xaimed.datasets"):
         ingested = ingest_dataset(root, dataset="mine")
@@ -167,7 +169,8 @@ def test_folder_symlinks_are_not_followed_and_every_skipped_file_is_told(tmp_pat
     assert "toploop: a symlink to a folder; not followed" in caplog.text
     assert "up: a symlink to a folder; not followed" in caplog.text
     assert "empty: class folder holds no images" in caplog.text
-    assert "1 file(s) that are not images skipped, e.g. b/notes.txt" in caplog.text
+    assert "2 file(s) that are not images skipped, e.g. LICENSE" in caplog.text
+    assert "1 mask(s) without an image skipped, e.g. " in caplog.text
     rejected = ingested.rejected.set_index("image_id")["reason"].to_dict()
     assert rejected == {"a/self": "broken or looping symlink"}
 

@@ -138,6 +138,8 @@ def chest_layout(root: Path) -> Path:
     (root / "__MACOSX").mkdir()
     normal = root / "train" / "NORMAL"
     shutil.copy(normal / "person301_0.jpeg", root / "test" / "NORMAL" / "dup.jpeg")
+    # a second X-ray of a test child, in train: only its name (group_pattern) tells
+    save(root / "train" / "PNEUMONIA" / "person313_9.jpeg", texture(913))
     return root
 
 
@@ -230,7 +232,15 @@ def layouts(tmp_path_factory) -> Path:
         "image_size": 32,
         "datasets": {
             "brain": {"format": "imagefolder", "path": "data/brain", "label_map": BRAIN_MAP},
-            "chest": {"format": "imagefolder", "path": "data/chest_xray", "cv": "predefined"},
+            "chest": {
+                "format": "imagefolder",
+                "path": "data/chest_xray",
+                "cv": "predefined",
+                # the paper config's pattern, on Kermany's names
+                "group_pattern": yaml.safe_load((REPO / "config" / "paper.yaml").read_text())[
+                    "datasets"
+                ]["chest_xray"]["group_pattern"],
+            },
             "ham": {"format": "ham10000", "path": "data/ham", "label_map": HAM_MAP},
             "mnist": {
                 "format": "medmnist",
@@ -320,9 +330,14 @@ def test_chest_predefined_split_tests_on_its_test_folder_in_every_fold(layouts):
     assert set(manifest["split"]) == {"train", "val", "test"}
     assert (folds["test"] == (manifest["split"] == "test")).all()
     assert (folds["fold"] == -1).all()
-    # the training copy of a test image is left out of training
+    groups = manifest.set_index("image_id")["group"]
+    assert groups["test/PNEUMONIA/person313_0"] == groups["train/PNEUMONIA/person313_9"]
+    assert groups.drop("test/NORMAL/dup").notna().all() and pd.isna(groups["test/NORMAL/dup"])
+    log = (layouts / "logs" / "ingest" / "chest.log").read_text()
+    assert "1 of 16 image names do not match group_pattern" in log
+    # the training copy of a test image, and the test child's other X-ray, are left out
     excluded = folds.loc[folds["excluded"], "image_id"].tolist()
-    assert excluded == ["train/NORMAL/person301_0"]
+    assert excluded == ["train/NORMAL/person301_0", "train/PNEUMONIA/person313_9"]
     assert t["duplicates"][["image_id_a", "image_id_b"]].values.tolist() == [
         ["test/NORMAL/dup", "train/NORMAL/person301_0"]
     ]

@@ -182,8 +182,17 @@ def imagefolder_entries(
     masks = None if mask_dir is None else (root / mask_dir).resolve()
     if masks is not None and not masks.is_dir():
         raise FileNotFoundError(f"mask_dir {masks} does not exist")
-    rows, names, skipped, unmatched = [], [], [], []
-    for split, class_root in _class_roots(root):
+    rows, names, skipped, unmatched, mask_files = [], [], [], [], set()
+    class_roots = _class_roots(root)
+    # files beside the class (or split) folders belong to no class
+    levels = {root, *(f for _, c in class_roots if c != root for f in (c, c.parent))}
+    skipped += [
+        f
+        for level in sorted(levels)
+        for f in sorted(level.iterdir())
+        if not f.is_dir() and not f.name.startswith(".") and f != root / METADATA_FILE
+    ]
+    for split, class_root in class_roots:
         for class_dir in _visible_dirs(class_root):
             if masks is not None and class_dir.resolve() == masks:
                 continue
@@ -191,8 +200,9 @@ def imagefolder_entries(
             for image in _class_files(class_dir, skipped):
                 relative = image.relative_to(root)
                 if _is_image_name(image):
-                    if masks is None and image.stem.endswith(mask_suffix):
-                        continue  # a mask, found through its image
+                    if mask_suffix and image.stem.endswith(mask_suffix):
+                        mask_files.add(str(image))  # a mask, found through its image
+                        continue
                     image_id = relative.with_suffix("").as_posix()
                 elif _has_dicom_preamble(image):
                     image_id = relative.as_posix()  # DICOM names are often dotted UIDs
@@ -213,6 +223,11 @@ def imagefolder_entries(
                 )
             if len(rows) == n_before:
                 log.warning("%s: class folder holds no images; skipped", class_dir)
+    orphans = sorted(mask_files - {row["mask_path"] for row in rows})
+    if orphans:
+        log.warning(
+            "%s: %d mask(s) without an image skipped, e.g. %s", root, len(orphans), orphans[0]
+        )
     if skipped:
         log.warning(
             "%s: %d file(s) that are not images skipped, e.g. %s",
@@ -290,6 +305,16 @@ def ham10000_entries(
     for path in sorted(root.rglob("*")):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             files.setdefault(path.stem, path)
+    listed = set(table["image_id"]) | {f"{i}{mask_suffix}" for i in table["image_id"]}
+    unlisted = sorted(set(files) - listed)
+    if unlisted:
+        log.warning(
+            "%s: %d image(s) not in %s skipped, e.g. %s",
+            root,
+            len(unlisted),
+            table_path.name,
+            files[unlisted[0]],
+        )
     rows = []
     for lesion, image_id, dx in table[list(HAM10000_COLUMNS)].itertuples(index=False):
         image, mask = files.get(image_id), files.get(f"{image_id}{mask_suffix}")
@@ -318,7 +343,10 @@ def medmnist_entries(npz: Path, **_: object) -> pd.DataFrame:
         splits = [s for s in ("train", "val", "test") if f"{s}_images" in archive.files]
         if not splits:
             raise ValueError(f"{npz} holds no <split>_images array; found {archive.files}")
-        labels = {s: np.asarray(archive[f"{s}_labels"]) for s in splits}
+        try:
+            labels = {s: np.asarray(archive[f"{s}_labels"]) for s in splits}
+        except (KeyError, ValueError) as error:  # no labels, or a pickled object array
+            raise ValueError(f"{npz}: cannot read its labels: {error}") from None
     n_classes = int(max(v.max() for v in labels.values())) + 1
     width = len(str(n_classes - 1))
     for split in splits:
