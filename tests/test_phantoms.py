@@ -317,7 +317,7 @@ def test_difficulty_knobs_are_read_at_render_time(monkeypatch):
 
 @pytest.mark.parametrize("kind", list(PHANTOM_CLASSES))
 def test_planted_copies_are_found_grouped_and_the_relabelled_one_reported(kind, tmp_path, caplog):
-    table = write_phantom_dataset(kind, tmp_path, n_per_class=6, image_size=64, copies=True)
+    table = write_phantom_dataset(kind, tmp_path, 6, 64, sites=2, copies=True)
     planted = table.dropna(subset=["copy_of"])
     assert len(planted) == 3 and len(table) == 3 + 6 * len(PHANTOM_CLASSES[kind])
     with caplog.at_level(logging.WARNING, logger="xaimed.duplicates"):
@@ -345,3 +345,7 @@ def test_planted_copies_are_found_grouped_and_the_relabelled_one_reported(kind, 
     folds = assign_folds(manifest, 2, duplicates=ingested.duplicates).set_index("image_id")["fold"]
     for pair in found:
         assert folds[list(pair)].nunique() == 1, pair
+    # a copy is taken at its source's site (metadata.csv lists it too)
+    sites = manifest.set_index("image_id")["site"]
+    for copy in planted.itertuples():
+        assert sites[image_id(copy.path)] == sites[image_id(copy.copy_of)]
