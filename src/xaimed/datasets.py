@@ -128,6 +128,9 @@ def _class_files(class_dir: Path, skipped: list[Path]) -> list[Path]:
         for name in sorted(dirs):
             if (Path(folder) / name).is_symlink():
                 log.warning("%s: a symlink to a folder; not followed", Path(folder) / name)
+        hidden = [d for d in dirs if d.startswith(".")]
+        if hidden:
+            log.info("%s: hidden folders skipped: %s", folder, sorted(hidden))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             (skipped if name.startswith(".") else files).append(Path(folder) / name)
