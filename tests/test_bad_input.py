@@ -4,6 +4,7 @@ class (table-driven); nothing damaged is read as valid."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import pickle
@@ -22,9 +23,9 @@ import yaml
 from PIL import Image
 
 from tests.conftest import REPO, job_counts, snakemake, write_folder_dataset
-from xaimed import checkpoint, integrity
+from xaimed import checkpoint, config_check, integrity
 from xaimed.cams import METHODS
-from xaimed.config_check import ConfigError, check_config, load_schema
+from xaimed.config_check import ConfigError, check_config, load_config_file, load_schema
 from xaimed.data_checks import check_images
 from xaimed.datasets import ingest
 from xaimed.folds import assign_folds
@@ -64,17 +65,51 @@ CONFIG_CASES = {
         r"explain.methods\[1\]: 'gradcam\+\+' is not allowed; allowed: one of gradcam, "
         r"gradcampp, xgradcam, eigengradcam, layercam, ablationcam, scorecam, eigencam",
     ),
-    "unknown model lists torchvision classifiers": (
+    "misspelt model gets the closest torchvision names": (
         _set("models", ["resnet50", "resnet5"]),
-        r"models\[1\]: 'resnet5' is not a torchvision classifier; allowed: .*densenet121.*"
-        r"resnet50.*vgg16",
+        r"models\[1\]: 'resnet5' is not a torchvision classifier; closest: resnet50, ",
+    ),
+    "misspelt model with a capital letter gets the closest names, not a pattern": (
+        _set("models", ["resnet50", "resnet5O"]),
+        r"\(1 problem\(s\)\):\n  - models\[1\]: 'resnet5O' is not a torchvision classifier; "
+        r"closest: resnet50, ",
+    ),
+    "unknown model far from every name lists them all": (
+        _set("models", ["resnet50", "xyzzy"]),
+        r"models\[1\]: 'xyzzy' is not a torchvision classifier; allowed: alexnet, .*resnet50.*"
+        r"vgg16",
     ),
     "per-model override of an unknown model": (
         _set("training.models", {"resnt50": {"lr": 0.1}}),
-        r"training.models.resnt50: 'resnt50' is not a torchvision classifier",
+        r"training.models.resnt50: 'resnt50' is not a torchvision classifier; closest: resnet50",
+    ),
+    "misspelt explained model": (
+        _set("explain.models", ["ResNet50"]),
+        r"explain.models\[0\]: 'ResNet50' is not a torchvision classifier; closest: resnet50",
+    ),
+    "misspelt shifted model": (
+        _set("shift.models", ["densenet12"]),
+        r"shift.models\[0\]: 'densenet12' is not a torchvision classifier; closest: densenet121",
+    ),
+    "explained model that is not trained": (
+        lambda c: (c.update(models=["resnet50"]), c["explain"].update(models=["densenet121"])),
+        r"explain.models\[0\]: 'densenet121' is not trained; add it to models \(resnet50\) or "
+        r"remove it from explain.models",
+    ),
+    "second explained model that is not trained": (
+        lambda c: (
+            c.update(models=["resnet50"]),
+            c["explain"].update(models=["resnet50", "vgg16"]),
+        ),
+        r"\(1 problem\(s\)\):\n  - explain.models\[1\]: 'vgg16' is not trained",
+    ),
+    "shifted model that is not trained": (
+        lambda c: (c.update(models=["resnet50"]), c["shift"].update(models=["vgg16"])),
+        r"shift.models\[0\]: 'vgg16' is not trained; add it to models \(resnet50\) or remove it "
+        r"from shift.models",
     ),
     "explained model without a CAM target layer": (
-        _set("explain.models", ["alexnet"]),
+        lambda c: (c["models"].append("alexnet"), c["explain"].update(models=["alexnet"])),
         r"explain.models\[0\]: 'alexnet' has no CAM target layer registered; explainable "
         r"families .*densenet.*resnet",
     ),
@@ -123,7 +158,8 @@ CONFIG_CASES = {
     ),
     "CAM target layer of an unknown model": (
         _set("explain.target_layers", {"resnet5": "layer3"}),
-        r"explain.target_layers.resnet5: 'resnet5' is not a torchvision classifier",
+        r"explain.target_layers.resnet5: 'resnet5' is not a torchvision classifier; closest: "
+        r"resnet50",
     ),
     "explained model without a registered or chosen layer": (
         lambda c: (c["models"].append("alexnet"), c["explain"]["models"].append("alexnet")),
@@ -154,8 +190,8 @@ def test_a_bad_config_names_the_key_and_the_allowed_values(case):
 
 
 def test_the_shipped_configs_pass_and_the_schema_offers_every_cam_method():
-    for name in ("config.yaml", "paper.yaml"):
-        check_config(yaml.safe_load((REPO / "config" / name).read_text()), SCHEMA)
+    for name in ("config.yaml", "paper.yaml", "sites.yaml"):
+        check_config(load_config_file(REPO / "config" / name), SCHEMA)
     assert SCHEMA["properties"]["explain"]["properties"]["methods"]["items"]["enum"] == list(
         METHODS
     )
@@ -177,6 +213,97 @@ def test_snakemake_reports_a_bad_config_by_key_before_running_anything(tmp_path)
     assert "training.optimizer: 'lion' is not allowed; allowed: one of adamw, adam, sgd" in (
         done.stdout + done.stderr
     )
+
+
+YAML_CASES = {
+    "key given twice": (
+        "seed: 0\nmodels: [resnet50]\nfolds: 2\nmodels: [vgg16]\n",
+        r"bad.yaml, line 4, column 1: key 'models' is given twice \(first on line 2\)",
+    ),
+    "nested key given twice": (
+        "training:\n  lr: 0.1\n  epochs: 3\n  lr: 0.01\n",
+        r"bad.yaml, line 4, column 3: key 'lr' is given twice \(first on line 2\)",
+    ),
+    "unclosed list": (
+        "models: [resnet50\nfolds: 2\n",
+        r"bad.yaml, line 2, column 6: while parsing a flow sequence \(from line 1\); expected "
+        r"',' or '\]', but got ':'",
+    ),
+    "tab indentation": (
+        "training:\n\tlr: 0.1\n",
+        r"bad.yaml, line 2, column 1: .*found character '\\t' that cannot start any token",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", YAML_CASES)
+def test_a_yaml_mistake_names_the_file_and_line(case, tmp_path):
+    text, message = YAML_CASES[case]
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config_file(tmp_path / "bad.yaml")
+
+
+@pytest.mark.workflow
+def test_snakemake_refuses_a_key_given_twice_and_a_broken_default_config_by_file_and_line(
+    tmp_path,
+):
+    config = (REPO / "config/config.yaml").read_text()
+    (tmp_path / "twice.yaml").write_text(config + "\nfolds: 3\n")
+    output = snakemake(tmp_path, "-n", config="twice.yaml", ok=False)
+    line = len(config.splitlines()) + 2
+    assert f"twice.yaml, line {line}, column 1: key 'folds' is given twice (first on line" in (
+        output
+    )
+    # No --configfile: the Snakefile's own config/config.yaml, here with an unclosed list.
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(config.replace("[resnet50]", "[resnet50", 1))
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "-n"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert re.search(
+        r"config/config.yaml, line \d+, column \d+: while parsing a flow sequence \(from line "
+        r"\d+\)",
+        done.stdout + done.stderr,
+    ), done.stderr[-3000:]
+
+
+def test_the_config_check_command_names_the_file_and_line_snakemake_does_not(tmp_path):
+    """A --configfile that is not YAML is refused by Snakemake before the workflow runs, with
+    'Config file is not valid JSON or YAML' only; the README's command says where."""
+    command = [sys.executable, "-m", "xaimed.config_check", "config/config.yaml"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and "1 config file(s) valid" in done.stdout, done.stderr
+    (tmp_path / "bad.yaml").write_text("seed: 0\nmodels: [resnet50\n")
+    done = subprocess.run(
+        command[:-1] + [str(tmp_path / "bad.yaml")], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert f"{tmp_path / 'bad.yaml'}, line 3, column 1: while parsing a flow sequence" in (
+        done.stderr
+    )
+    (tmp_path / "bad.yaml").write_text("seed: 0\nmodels: [resnet5O]\n")
+    done = subprocess.run(
+        command[:-1] + [str(tmp_path / "bad.yaml")], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "closest: resnet50" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "stale",
+    ['{"classifiers": "resnet50", "cam_families": []}', '["resnet50"]', "{}", "not json"],
+)
+def test_a_wrong_model_name_cache_is_recomputed(stale):
+    path = config_check._cache_path("model-names")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(stale)
+    known, families = config_check._model_names()
+    assert {"resnet50", "vgg16", "densenet121"} <= known and "resnet" in families
+    assert json.loads(path.read_text())["classifiers"] == sorted(known)  # rewritten
 
 
 # --------------------------------------------------------------------------- data
