@@ -30,7 +30,7 @@ from xaimed.data_checks import check_images
 from xaimed.datasets import ingest
 from xaimed.folds import assign_folds
 from xaimed.models import build_model, load_checkpoint, save_checkpoint
-from xaimed.train import TrainSettings, _epoch_errors, train_fold
+from xaimed.train import TrainSettings, _epoch_errors, split_train_val, train_fold
 
 SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
 CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -592,6 +592,53 @@ def test_a_diverging_loss_stops_the_job_naming_dataset_model_fold_and_epoch(mani
             history_path=tmp_path / "history.parquet",
             predictions_path=tmp_path / "predictions.parquet",
         )
+
+
+def test_a_class_too_small_for_the_validation_part_is_named_and_trains(tmp_path, caplog):
+    """The issue's dataset: 4 classes, 17 images, 3 in the smallest, two folds. One fold
+    trains on a single 'rare' image: scikit-learn's stratified split refused it, naming class
+    index 3; the folds job now names it, and training keeps it out of the validation part."""
+    from xaimed.preprocess import preprocess
+
+    root = write_folder_dataset(tmp_path / "data", {"a": 5, "b": 5, "c": 4, "rare": 3}, size=32)
+    manifest = ingest(root, dataset="mine")
+    with caplog.at_level(logging.WARNING, logger="xaimed.folds"):
+        folds = assign_folds(manifest, 2, seed=0)
+    fit = manifest["label_name"][(folds["fold"] != 0).to_numpy()].value_counts()
+    fold = 0 if fit["rare"] == 1 else 1
+    assert re.search(
+        rf"class 'rare' has 3 image\(s\): fold {fold} trains on 1, too few for the stratified "
+        r"validation part",
+        caplog.text,
+    )
+    assert "class 'a'" not in caplog.text
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    folds.to_parquet(tmp_path / "folds.parquet")
+    preprocess(manifest, 32, tmp_path / "images.npy", tmp_path / "masks.npy")
+    settings = TrainSettings(model="resnet18", epochs=1, batch_size=4, device="cpu")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="xaimed.train"):
+        train_fold(
+            images_path=tmp_path / "images.npy",
+            manifest_path=tmp_path / "manifest.parquet",
+            folds_path=tmp_path / "folds.parquet",
+            dataset="mine",
+            fold=fold,
+            settings=settings,
+            model_path=tmp_path / "model.pt",
+            history_path=tmp_path / "history.parquet",
+            predictions_path=tmp_path / "predictions.parquet",
+        )
+    assert "class 'rare' has 1 training image; kept in training only" in caplog.text
+    assert len(pd.read_parquet(tmp_path / "predictions.parquet")) == (folds["fold"] == fold).sum()
+
+
+def test_the_validation_fallback_keeps_the_other_classes_stratified():
+    labels = np.array([0] * 10 + [1] * 10 + [2])
+    train, val = split_train_val(labels, 0.2, seed=0)
+    assert np.bincount(labels[val], minlength=3).tolist() == [2, 2, 0]
+    assert sorted([*train, *val]) == list(range(21))
+    assert split_train_val(labels[[0, 10, 20]], 0.2, seed=0)[1].size == 0  # none possible
 
 
 def test_out_of_memory_names_the_batch_size_and_the_keys_to_lower():
