@@ -113,6 +113,11 @@ CONFIG_CASES = {
         r"explain.models\[0\]: 'alexnet' has no CAM target layer registered; explainable "
         r"families .*densenet.*resnet",
     ),
+    "CAM stability at a severity not evaluated": (
+        _set("shift.severities", [5]),
+        r"shift.cam_severity: 3 is not among shift.severities \[5\]; CAM "
+        r"stability is measured at one of them: choose one, or set shift.cam_methods: \[\]",
+    ),
     "unknown phantom": (
         _set("datasets.knee", {"phantom": "knee_mri"}),
         r"datasets.knee.phantom: 'knee_mri' is not allowed; allowed: one of brain_mri, "

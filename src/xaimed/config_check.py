@@ -74,9 +74,12 @@ def load_config_file(path: str | Path) -> Any:
 
 def check_config_files(paths: Iterable[str | Path]) -> None:
     """Read each config file strictly (see :func:`load_config_file`); Snakemake's own reading
-    names neither file nor line, and takes a key given twice silently."""
+    names neither file nor line, and takes a key given twice silently. A missing file is left
+    to Snakemake, whose message names it."""
     problems = []
     for path in paths:
+        if not Path(path).is_file():
+            continue
         try:
             load_config_file(path)
         except ConfigError as error:
@@ -393,13 +396,43 @@ def _name_problems(config: dict) -> list[str]:
     return problems + _layer_problems(config, known)
 
 
+def _shift_problems(config: dict, schema: dict) -> list[str]:
+    """shift.cam_severity must be one of shift.severities when CAM stability is measured (an
+    explained model under shift): otherwise every generalise job fails, after training."""
+
+    def given(section: str, key: str) -> tuple[Any, bool]:
+        part = config.get(section)
+        if isinstance(part, dict) and key in part:
+            return part[key], False
+        return schema["properties"][section]["properties"][key].get("default"), True
+
+    trained = config.get("models") if isinstance(config.get("models"), list) else []
+    shifted, _ = given("shift", "models")
+    explained, _ = given("explain", "models")
+    methods, _ = given("shift", "cam_methods")
+    severity, default = given("shift", "cam_severity")
+    severities, _ = given("shift", "severities")
+    lists = (shifted, explained, methods, severities)
+    if not all(isinstance(x, list) for x in lists) or not isinstance(severity, int):
+        return []  # the schema's messages cover it
+    if not methods or not set(shifted) & set(explained) & set(trained):
+        return []
+    if severity in severities:
+        return []
+    return [
+        f"shift.cam_severity: {severity}{' (the default)' if default else ''} is not among "
+        f"shift.severities {severities}; CAM stability is measured at one of them: choose one, "
+        "or set shift.cam_methods: [] to skip it"
+    ]
+
+
 def check_config(config: Any, schema: dict | str | Path, source: str = "the config") -> None:
     """Raise :class:`ConfigError` listing every problem, one line each, or return None."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)
     problems = config_problems(config, schema)
     if isinstance(config, dict):
-        names = _name_problems(config)
+        names = _name_problems(config) + _shift_problems(config, schema)
         # One message per key. An unknown model name gets the closest names rather than the
         # schema's pattern (models[i] must match one; 'resnet5O' would get a regex).
         unknown = {p.split(":")[0] for p in names if "is not a torchvision classifier" in p}
