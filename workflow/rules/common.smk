@@ -4,7 +4,7 @@ from snakemake.utils import validate
 
 from snakemake.logging import logger
 
-from xaimed.config_check import check_config, check_config_files
+from xaimed.config_check import canonical, check_config, check_config_files
 
 # Each config file re-read strictly: Snakemake's reading takes a key given twice silently.
 check_config_files(workflow.configfiles)
@@ -15,6 +15,11 @@ check_config(
     source=f"the config ({', '.join(map(str, workflow.configfiles)) or 'no file'})",
 )
 validate(config, schema="../schemas/config.schema.yaml")
+# Every params value is built from this config: keys sorted once here, so that reordering
+# the file or writing a default out reruns nothing (Snakemake compares params by repr).
+_canonical = canonical(dict(config))
+config.clear()
+config.update(_canonical)
 
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
