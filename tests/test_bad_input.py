@@ -658,3 +658,27 @@ def test_out_of_memory_names_the_batch_size_and_the_keys_to_lower():
         _epoch_errors("chest", settings, 2, 5),
     ):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+# --------------------------------------------------------------------------- degenerate studies
+
+
+def test_a_comparison_with_one_method_is_an_empty_table_that_says_so(tmp_path, caplog):
+    from xaimed.quality import LOCALISATION_METRICS, compare_methods_on
+    from xaimed.stats import compare_methods
+    from xaimed.tables import write_table
+
+    rng = np.random.default_rng(0)
+    scores = pd.DataFrame(
+        {"dataset": "d", "model": "resnet18", "method": "gradcampp", "pred_name": "glioma"}
+        | {"fold": [0, 0, 1], "image_id": ["a", "b", "c"], "confidence_increase": [0.1, 0, 0.2]}
+        | {metric: rng.random(3) for metric in LOCALISATION_METRICS}
+    )
+    for table in (compare_methods(scores), compare_methods_on(scores, LOCALISATION_METRICS)):
+        assert table.empty
+        with caplog.at_level(logging.WARNING, logger="xaimed.tables"):
+            write_table(table, tmp_path / "t.csv", tmp_path / "t.html")
+        assert "t.csv is empty: no pairs to compare: fewer than two methods" in caplog.text
+        assert "(no pairs to compare" in (tmp_path / "t.md").read_text()
+        assert "<p>(no pairs to compare" in (tmp_path / "t.html").read_text()
+        assert pd.read_csv(tmp_path / "t.csv").empty
