@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -302,8 +303,10 @@ def test_the_config_check_command_names_the_file_and_line_snakemake_does_not(tmp
     "stale",
     ['{"classifiers": "resnet50", "cam_families": []}', '["resnet50"]', "{}", "not json"],
 )
-def test_a_wrong_model_name_cache_is_recomputed(stale):
+def test_a_wrong_model_name_cache_is_recomputed(stale, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))  # not the shared cache
     path = config_check._cache_path("model-names")
+    assert path.is_relative_to(tmp_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(stale)
     known, families = config_check._model_names()

@@ -6,6 +6,9 @@ example ``training.optimizer`` or ``explain.methods[1]``), the value found and t
 allowed, read from the same schema. Then it checks what the schema cannot know: that model
 names are torchvision classifiers, that explained models have a CAM target layer (registered,
 or chosen in ``explain.target_layers``), and that a chosen target layer exists in its model.
+:func:`check_config_files` re-reads each config file strictly (a YAML error or a key given
+twice names the file and line), and :func:`canonical` is the key order every params value is
+built in.
 """
 
 from __future__ import annotations
