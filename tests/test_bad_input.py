@@ -278,6 +278,20 @@ def test_snakemake_refuses_a_key_given_twice_and_a_broken_default_config_by_file
     ), done.stderr[-3000:]
 
 
+@pytest.mark.workflow
+def test_a_default_model_list_outside_models_turns_its_stage_off_with_a_log_line(tmp_path):
+    config = {"datasets": {"brain_mri": {"phantom": "brain_mri"}}, "models": ["resnet18"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    output = snakemake(tmp_path, "-n")
+    for stage in ("explain", "shift"):
+        assert (
+            f"{stage}.models (the default, resnet50) is not among models (resnet18): no {stage} "
+            f"jobs; set {stage}.models to choose"
+        ) in output
+    counts = job_counts(output)
+    assert counts["train"] == 5 and "explain" not in counts and "generalise" not in counts
+
+
 def test_the_config_check_command_names_the_file_and_line_snakemake_does_not(tmp_path):
     """A --configfile that is not YAML is refused by Snakemake before the workflow runs, with
     'Config file is not valid JSON or YAML' only; the README's command says where."""
