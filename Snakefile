@@ -1,11 +1,15 @@
 from snakemake.utils import min_version
 
+from xaimed.config_check import check_config_files
+
 min_version("9.0")
 
 
 # The demo config unless a config file is given: `--configfile config/paper.yaml` would otherwise
 # be merged into it (the demo's phantom datasets mixed with the paper's of the same names).
 if not workflow.overwrite_configfiles:
+    # Read strictly first: Snakemake's message for a YAML error names neither file nor line.
+    check_config_files(["config/config.yaml"])
 
     configfile: "config/config.yaml"
 

@@ -4,6 +4,7 @@ class (table-driven); nothing damaged is read as valid."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import pickle
@@ -11,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +24,14 @@ import yaml
 from PIL import Image
 
 from tests.conftest import REPO, job_counts, snakemake, write_folder_dataset
-from xaimed import checkpoint, integrity
+from xaimed import checkpoint, config_check, integrity
 from xaimed.cams import METHODS
-from xaimed.config_check import ConfigError, check_config, load_schema
+from xaimed.config_check import ConfigError, check_config, load_config_file, load_schema
 from xaimed.data_checks import check_images
 from xaimed.datasets import ingest
 from xaimed.folds import assign_folds
 from xaimed.models import build_model, load_checkpoint, save_checkpoint
-from xaimed.train import TrainSettings, _epoch_errors, train_fold
+from xaimed.train import TrainSettings, _epoch_errors, split_train_val, train_fold
 
 SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
 CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -64,19 +66,58 @@ CONFIG_CASES = {
         r"explain.methods\[1\]: 'gradcam\+\+' is not allowed; allowed: one of gradcam, "
         r"gradcampp, xgradcam, eigengradcam, layercam, ablationcam, scorecam, eigencam",
     ),
-    "unknown model lists torchvision classifiers": (
+    "misspelt model gets the closest torchvision names": (
         _set("models", ["resnet50", "resnet5"]),
-        r"models\[1\]: 'resnet5' is not a torchvision classifier; allowed: .*densenet121.*"
-        r"resnet50.*vgg16",
+        r"models\[1\]: 'resnet5' is not a torchvision classifier; closest: resnet50, ",
+    ),
+    "misspelt model with a capital letter gets the closest names, not a pattern": (
+        _set("models", ["resnet50", "resnet5O"]),
+        r"\(1 problem\(s\)\):\n  - models\[1\]: 'resnet5O' is not a torchvision classifier; "
+        r"closest: resnet50, ",
+    ),
+    "unknown model far from every name lists them all": (
+        _set("models", ["resnet50", "xyzzy"]),
+        r"models\[1\]: 'xyzzy' is not a torchvision classifier; allowed: alexnet, .*resnet50.*"
+        r"vgg16",
     ),
     "per-model override of an unknown model": (
         _set("training.models", {"resnt50": {"lr": 0.1}}),
-        r"training.models.resnt50: 'resnt50' is not a torchvision classifier",
+        r"training.models.resnt50: 'resnt50' is not a torchvision classifier; closest: resnet50",
+    ),
+    "misspelt explained model": (
+        _set("explain.models", ["ResNet50"]),
+        r"explain.models\[0\]: 'ResNet50' is not a torchvision classifier; closest: resnet50",
+    ),
+    "misspelt shifted model": (
+        _set("shift.models", ["densenet12"]),
+        r"shift.models\[0\]: 'densenet12' is not a torchvision classifier; closest: densenet121",
+    ),
+    "explained model that is not trained": (
+        lambda c: (c.update(models=["resnet50"]), c["explain"].update(models=["densenet121"])),
+        r"explain.models\[0\]: 'densenet121' is not trained; add it to models \(resnet50\) or "
+        r"remove it from explain.models",
+    ),
+    "second explained model that is not trained": (
+        lambda c: (
+            c.update(models=["resnet50"]),
+            c["explain"].update(models=["resnet50", "vgg16"]),
+        ),
+        r"\(1 problem\(s\)\):\n  - explain.models\[1\]: 'vgg16' is not trained",
+    ),
+    "shifted model that is not trained": (
+        lambda c: (c.update(models=["resnet50"]), c["shift"].update(models=["vgg16"])),
+        r"shift.models\[0\]: 'vgg16' is not trained; add it to models \(resnet50\) or remove it "
+        r"from shift.models",
     ),
     "explained model without a CAM target layer": (
-        _set("explain.models", ["alexnet"]),
+        lambda c: (c["models"].append("alexnet"), c["explain"].update(models=["alexnet"])),
         r"explain.models\[0\]: 'alexnet' has no CAM target layer registered; explainable "
         r"families .*densenet.*resnet",
+    ),
+    "CAM stability at a severity not evaluated": (
+        _set("shift.severities", [5]),
+        r"shift.cam_severity: 3 is not among shift.severities \[5\]; CAM "
+        r"stability is measured at one of them: choose one, or set shift.cam_methods: \[\]",
     ),
     "unknown phantom": (
         _set("datasets.knee", {"phantom": "knee_mri"}),
@@ -123,7 +164,8 @@ CONFIG_CASES = {
     ),
     "CAM target layer of an unknown model": (
         _set("explain.target_layers", {"resnet5": "layer3"}),
-        r"explain.target_layers.resnet5: 'resnet5' is not a torchvision classifier",
+        r"explain.target_layers.resnet5: 'resnet5' is not a torchvision classifier; closest: "
+        r"resnet50",
     ),
     "explained model without a registered or chosen layer": (
         lambda c: (c["models"].append("alexnet"), c["explain"]["models"].append("alexnet")),
@@ -154,8 +196,8 @@ def test_a_bad_config_names_the_key_and_the_allowed_values(case):
 
 
 def test_the_shipped_configs_pass_and_the_schema_offers_every_cam_method():
-    for name in ("config.yaml", "paper.yaml"):
-        check_config(yaml.safe_load((REPO / "config" / name).read_text()), SCHEMA)
+    for name in ("config.yaml", "paper.yaml", "sites.yaml"):
+        check_config(load_config_file(REPO / "config" / name), SCHEMA)
     assert SCHEMA["properties"]["explain"]["properties"]["methods"]["items"]["enum"] == list(
         METHODS
     )
@@ -177,6 +219,113 @@ def test_snakemake_reports_a_bad_config_by_key_before_running_anything(tmp_path)
     assert "training.optimizer: 'lion' is not allowed; allowed: one of adamw, adam, sgd" in (
         done.stdout + done.stderr
     )
+
+
+YAML_CASES = {
+    "key given twice": (
+        "seed: 0\nmodels: [resnet50]\nfolds: 2\nmodels: [vgg16]\n",
+        r"bad.yaml, line 4, column 1: key 'models' is given twice \(first on line 2\)",
+    ),
+    "nested key given twice": (
+        "training:\n  lr: 0.1\n  epochs: 3\n  lr: 0.01\n",
+        r"bad.yaml, line 4, column 3: key 'lr' is given twice \(first on line 2\)",
+    ),
+    "unclosed list": (
+        "models: [resnet50\nfolds: 2\n",
+        r"bad.yaml, line 2, column 6: while parsing a flow sequence \(from line 1\); expected "
+        r"',' or '\]', but got ':'",
+    ),
+    "tab indentation": (
+        "training:\n\tlr: 0.1\n",
+        r"bad.yaml, line 2, column 1: .*found character '\\t' that cannot start any token",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", YAML_CASES)
+def test_a_yaml_mistake_names_the_file_and_line(case, tmp_path):
+    text, message = YAML_CASES[case]
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config_file(tmp_path / "bad.yaml")
+
+
+@pytest.mark.workflow
+def test_snakemake_refuses_a_key_given_twice_and_a_broken_default_config_by_file_and_line(
+    tmp_path,
+):
+    config = (REPO / "config/config.yaml").read_text()
+    (tmp_path / "twice.yaml").write_text(config + "\nfolds: 3\n")
+    output = snakemake(tmp_path, "-n", config="twice.yaml", ok=False)
+    line = len(config.splitlines()) + 2
+    assert f"twice.yaml, line {line}, column 1: key 'folds' is given twice (first on line" in (
+        output
+    )
+    # No --configfile: the Snakefile's own config/config.yaml, here with an unclosed list.
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(config.replace("[resnet50]", "[resnet50", 1))
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "-n"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert re.search(
+        r"config/config.yaml, line \d+, column \d+: while parsing a flow sequence \(from line "
+        r"\d+\)",
+        done.stdout + done.stderr,
+    ), done.stderr[-3000:]
+
+
+@pytest.mark.workflow
+def test_a_default_model_list_outside_models_turns_its_stage_off_with_a_log_line(tmp_path):
+    config = {"datasets": {"brain_mri": {"phantom": "brain_mri"}}, "models": ["resnet18"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    output = snakemake(tmp_path, "-n")
+    for stage in ("explain", "shift"):
+        assert (
+            f"{stage}.models (the default, resnet50) is not among models (resnet18): no {stage} "
+            f"jobs; set {stage}.models to choose"
+        ) in output
+    counts = job_counts(output)
+    assert counts["train"] == 5 and "explain" not in counts and "generalise" not in counts
+
+
+def test_the_config_check_command_names_the_file_and_line_snakemake_does_not(tmp_path):
+    """A --configfile that is not YAML is refused by Snakemake before the workflow runs, with
+    'Config file is not valid JSON or YAML' only; the README's command says where."""
+    command = [sys.executable, "-m", "xaimed.config_check", "config/config.yaml"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and "1 config file(s) valid" in done.stdout, done.stderr
+    (tmp_path / "bad.yaml").write_text("seed: 0\nmodels: [resnet50\n")
+    done = subprocess.run(
+        command[:-1] + [str(tmp_path / "bad.yaml")], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert f"{tmp_path / 'bad.yaml'}, line 3, column 1: while parsing a flow sequence" in (
+        done.stderr
+    )
+    (tmp_path / "bad.yaml").write_text("seed: 0\nmodels: [resnet5O]\n")
+    done = subprocess.run(
+        command[:-1] + [str(tmp_path / "bad.yaml")], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "closest: resnet50" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "stale",
+    ['{"classifiers": "resnet50", "cam_families": []}', '["resnet50"]', "{}", "not json"],
+)
+def test_a_wrong_model_name_cache_is_recomputed(stale, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))  # not the shared cache
+    path = config_check._cache_path("model-names")
+    assert path.is_relative_to(tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(stale)
+    known, families = config_check._model_names()
+    assert {"resnet50", "vgg16", "densenet121"} <= known and "resnet" in families
+    assert json.loads(path.read_text())["classifiers"] == sorted(known)  # rewritten
 
 
 # --------------------------------------------------------------------------- data
@@ -493,6 +642,53 @@ def test_a_diverging_loss_stops_the_job_naming_dataset_model_fold_and_epoch(mani
         )
 
 
+def test_a_class_too_small_for_the_validation_part_is_named_and_trains(tmp_path, caplog):
+    """The issue's dataset: 4 classes, 17 images, 3 in the smallest, two folds. One fold
+    trains on a single 'rare' image: scikit-learn's stratified split refused it, naming class
+    index 3; the folds job now names it, and training keeps it out of the validation part."""
+    from xaimed.preprocess import preprocess
+
+    root = write_folder_dataset(tmp_path / "data", {"a": 5, "b": 5, "c": 4, "rare": 3}, size=32)
+    manifest = ingest(root, dataset="mine")
+    with caplog.at_level(logging.WARNING, logger="xaimed.folds"):
+        folds = assign_folds(manifest, 2, seed=0)
+    fit = manifest["label_name"][(folds["fold"] != 0).to_numpy()].value_counts()
+    fold = 0 if fit["rare"] == 1 else 1
+    assert re.search(
+        rf"class 'rare' has 3 image\(s\): fold {fold} trains on 1, too few for the stratified "
+        r"validation part",
+        caplog.text,
+    )
+    assert "class 'a'" not in caplog.text
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    folds.to_parquet(tmp_path / "folds.parquet")
+    preprocess(manifest, 32, tmp_path / "images.npy", tmp_path / "masks.npy")
+    settings = TrainSettings(model="resnet18", epochs=1, batch_size=4, device="cpu")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="xaimed.train"):
+        train_fold(
+            images_path=tmp_path / "images.npy",
+            manifest_path=tmp_path / "manifest.parquet",
+            folds_path=tmp_path / "folds.parquet",
+            dataset="mine",
+            fold=fold,
+            settings=settings,
+            model_path=tmp_path / "model.pt",
+            history_path=tmp_path / "history.parquet",
+            predictions_path=tmp_path / "predictions.parquet",
+        )
+    assert "class 'rare' has 1 training image; kept in training only" in caplog.text
+    assert len(pd.read_parquet(tmp_path / "predictions.parquet")) == (folds["fold"] == fold).sum()
+
+
+def test_the_validation_fallback_keeps_the_other_classes_stratified():
+    labels = np.array([0] * 10 + [1] * 10 + [2])
+    train, val = split_train_val(labels, 0.2, seed=0)
+    assert np.bincount(labels[val], minlength=3).tolist() == [2, 2, 0]
+    assert sorted([*train, *val]) == list(range(21))
+    assert split_train_val(labels[[0, 10, 20]], 0.2, seed=0)[1].size == 0  # none possible
+
+
 def test_out_of_memory_names_the_batch_size_and_the_keys_to_lower():
     settings = TrainSettings(model="vgg16", batch_size=64)
     with (
@@ -505,3 +701,27 @@ def test_out_of_memory_names_the_batch_size_and_the_keys_to_lower():
         _epoch_errors("chest", settings, 2, 5),
     ):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+# --------------------------------------------------------------------------- degenerate studies
+
+
+def test_a_comparison_with_one_method_is_an_empty_table_that_says_so(tmp_path, caplog):
+    from xaimed.quality import LOCALISATION_METRICS, compare_methods_on
+    from xaimed.stats import compare_methods
+    from xaimed.tables import write_table
+
+    rng = np.random.default_rng(0)
+    scores = pd.DataFrame(
+        {"dataset": "d", "model": "resnet18", "method": "gradcampp", "pred_name": "glioma"}
+        | {"fold": [0, 0, 1], "image_id": ["a", "b", "c"], "confidence_increase": [0.1, 0, 0.2]}
+        | {metric: rng.random(3) for metric in LOCALISATION_METRICS}
+    )
+    for table in (compare_methods(scores), compare_methods_on(scores, LOCALISATION_METRICS)):
+        assert table.empty
+        with caplog.at_level(logging.WARNING, logger="xaimed.tables"):
+            write_table(table, tmp_path / "t.csv", tmp_path / "t.html")
+        assert "t.csv is empty: no pairs to compare: fewer than two methods" in caplog.text
+        assert "(no pairs to compare" in (tmp_path / "t.md").read_text()
+        assert "<p>(no pairs to compare" in (tmp_path / "t.html").read_text()
+        assert pd.read_csv(tmp_path / "t.csv").empty

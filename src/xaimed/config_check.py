@@ -6,10 +6,14 @@ example ``training.optimizer`` or ``explain.methods[1]``), the value found and t
 allowed, read from the same schema. Then it checks what the schema cannot know: that model
 names are torchvision classifiers, that explained models have a CAM target layer (registered,
 or chosen in ``explain.target_layers``), and that a chosen target layer exists in its model.
+:func:`check_config_files` re-reads each config file strictly (a YAML error or a key given
+twice names the file and line), and :func:`canonical` is the key order every params value is
+built in.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,11 +21,88 @@ from typing import Any
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "check_config", "config_problems", "load_schema"]
+__all__ = [
+    "ConfigError",
+    "canonical",
+    "check_config",
+    "check_config_files",
+    "config_problems",
+    "load_config_file",
+    "load_schema",
+]
 
 
 class ConfigError(ValueError):
     """The config breaks the schema or names something that does not exist."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML, and so
+    Snakemake, keeps the last one without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} is given twice (first on line {first[key] + 1})",
+                        key_node.start_mark,
+                    )
+                first[key] = key_node.start_mark.line
+            except TypeError:
+                pass  # an unhashable key: the constructor below names it
+        return super().construct_mapping(node, deep)
+
+
+def load_config_file(path: str | Path) -> Any:
+    """A config file read strictly: a syntax error or a key given twice raises
+    :class:`ConfigError` naming the file, line and column."""
+    try:
+        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        context = error.context or ""
+        if context and error.context_mark and error.context_mark.line != mark.line:
+            context += f" (from line {error.context_mark.line + 1})"
+        what = "; ".join(x for x in (context, str(error.problem or "")) if x)
+        raise ConfigError(f"{where}: {what}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def check_config_files(paths: Iterable[str | Path]) -> None:
+    """Read each config file strictly (see :func:`load_config_file`); Snakemake's own reading
+    names neither file nor line, and takes a key given twice silently. A missing file is left
+    to Snakemake, whose message names it."""
+    problems = []
+    for path in paths:
+        if not Path(path).is_file():
+            continue
+        try:
+            load_config_file(path)
+        except ConfigError as error:
+            problems.append(str(error))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted, at any depth (lists keep their order).
+
+    Snakemake compares a job's params by their ``repr``, and a dict's repr follows insertion
+    order: without this, the same config with its keys in another order (re-saved by another
+    YAML writer, or a default written out) would rerun every job.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
 
 
 def load_schema(path: str | Path) -> dict:
@@ -148,24 +229,35 @@ def config_problems(config: Any, schema: dict) -> list[str]:
     return messages
 
 
-def _cached(stem: str, compute: Any) -> Any:
-    """``compute()`` (JSON-able), cached in the temp dir.
-
-    What is cached here needs torch and torchvision imported (2-3 s), which every Snakemake
-    start would pay; the cache is keyed by torchvision's version and the registry's source
-    (xaimed/models.py), so only the first start after an upgrade or edit pays.
-    """
+def _cache_path(stem: str) -> Path:
+    """Where :func:`_cached` keeps ``stem``: keyed by torchvision's version and the source of
+    xaimed/models.py."""
     import hashlib
-    import json
     import os
     import tempfile
     from importlib import metadata
 
     source = Path(__file__).with_name("models.py").read_bytes()
     key = hashlib.sha256(metadata.version("torchvision").encode() + source).hexdigest()[:16]
-    cache = Path(tempfile.gettempdir()) / f"xaimed-{os.getuid()}" / f"{stem}-{key}.json"
+    return Path(tempfile.gettempdir()) / f"xaimed-{os.getuid()}" / f"{stem}-{key}.json"
+
+
+def _cached(stem: str, compute: Any, valid: Any) -> Any:
+    """``compute()`` (JSON-able), cached in the temp dir.
+
+    What is cached here needs torch and torchvision imported (2-3 s), which every Snakemake
+    start would pay; the cache is keyed by torchvision's version and the registry's source
+    (xaimed/models.py), so only the first start after an upgrade or edit pays. A cached value
+    that ``valid`` refuses (a damaged, foreign or hand-edited file) is recomputed and rewritten.
+    """
+    import json
+    import os
+
+    cache = _cache_path(stem)
     try:
-        return json.loads(cache.read_text())
+        value = json.loads(cache.read_text())
+        if valid(value):
+            return value
     except (OSError, ValueError):
         pass
     value = compute()
@@ -190,12 +282,15 @@ def _model_names() -> tuple[set[str], set[str]]:
             "cam_families": sorted(models.CAM_FAMILIES),
         }
 
-    names = _cached("model-names", compute)
-    try:
-        return set(names["classifiers"]), set(names["cam_families"])
-    except (KeyError, TypeError):  # a stale or foreign cache file
-        names = compute()
-        return set(names["classifiers"]), set(names["cam_families"])
+    def valid(names: Any) -> bool:
+        return (
+            isinstance(names, dict)
+            and set(names) == {"classifiers", "cam_families"}
+            and all(_strings(names[key]) and names[key] for key in names)
+        )
+
+    names = _cached("model-names", compute, valid)
+    return set(names["classifiers"]), set(names["cam_families"])
 
 
 def _module_names(name: str) -> list[str]:
@@ -210,8 +305,22 @@ def _module_names(name: str) -> list[str]:
         with torch.device("meta"):
             return models.module_names(models.build_model(name, 2))
 
-    names = _cached(f"modules-{name}", compute)
-    return names if isinstance(names, list) else compute()
+    return _cached(f"modules-{name}", compute, lambda names: _strings(names) and bool(names))
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _unknown_model(where: str, name: str, known: set[str]) -> str:
+    """'<where>: <name> is not a torchvision classifier' with the closest names (case aside),
+    or every name when none is close."""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), sorted(by_lower), n=3, cutoff=0.6)
+    text = f"{where}: {name!r} is not a torchvision classifier; "
+    if close:
+        return text + f"closest: {', '.join(by_lower[c] for c in close)}"
+    return text + f"allowed: {', '.join(sorted(known))}"
 
 
 def _layer_problems(config: dict, known: set[str]) -> list[str]:
@@ -223,10 +332,7 @@ def _layer_problems(config: dict, known: set[str]) -> list[str]:
     for name, path in (layers if isinstance(layers, dict) else {}).items():
         where = f"explain.target_layers.{name}"
         if name not in known:
-            problems.append(
-                f"{where}: {name!r} is not a torchvision classifier; allowed: "
-                f"{', '.join(sorted(known))}"
-            )
+            problems.append(_unknown_model(where, name, known))
             continue
         if not isinstance(path, str):
             continue  # the schema's message covers it
@@ -243,7 +349,8 @@ def _layer_problems(config: dict, known: set[str]) -> list[str]:
 
 
 def _name_problems(config: dict) -> list[str]:
-    """Model names the schema cannot check: torchvision classifiers, CAM-registered models."""
+    """Model names the schema cannot check: torchvision classifiers, CAM-registered models,
+    and explained or shifted models that are trained (``models``)."""
     known, cam_families = _model_names()
 
     def strings(value: Any) -> list:
@@ -254,18 +361,26 @@ def _name_problems(config: dict) -> list[str]:
 
     explain = mapping(config.get("explain"))
     chosen_layers = mapping(explain.get("target_layers"))
+    trained = strings(config.get("models"))
+    # A misspelt trained model is named once, not again in every list that names it right.
+    untrained_unknown = any(isinstance(n, str) and n not in known for n in trained)
     problems = []
     for section, names in (
-        ("models", strings(config.get("models"))),
-        ("explain.models", strings(mapping(config.get("explain")).get("models"))),
+        ("models", trained),
+        ("explain.models", strings(explain.get("models"))),
+        ("shift.models", strings(mapping(config.get("shift")).get("models"))),
     ):
         for i, name in enumerate(names):
+            where = f"{section}[{i}]"
             if not isinstance(name, str):
                 continue  # the schema's message covers it
             if name not in known:
+                problems.append(_unknown_model(where, name, known))
+            elif section != "models" and name not in trained and not untrained_unknown:
+                # Snakemake would build no job for it, so it would be dropped without a word.
                 problems.append(
-                    f"{section}[{i}]: {name!r} is not a torchvision classifier; allowed: "
-                    f"{', '.join(sorted(known))}"
+                    f"{where}: {name!r} is not trained; add it to models ("
+                    f"{', '.join(map(str, trained)) or 'none'}) or remove it from {section}"
                 )
             elif (
                 section == "explain.models"
@@ -273,18 +388,45 @@ def _name_problems(config: dict) -> list[str]:
                 and not any(name.startswith(prefix) for prefix in cam_families)
             ):
                 problems.append(
-                    f"{section}[{i}]: {name!r} has no CAM target layer registered; explainable "
+                    f"{where}: {name!r} has no CAM target layer registered; explainable "
                     "families (xaimed.models.CAM_FAMILIES): "
                     + ", ".join(sorted(cam_families))
                     + f"; or choose one in explain.target_layers.{name}"
                 )
     for name in mapping(mapping(config.get("training")).get("models")):
         if name not in known:
-            problems.append(
-                f"training.models.{name}: {name!r} is not a torchvision classifier; allowed: "
-                f"{', '.join(sorted(known))}"
-            )
+            problems.append(_unknown_model(f"training.models.{name}", str(name), known))
     return problems + _layer_problems(config, known)
+
+
+def _shift_problems(config: dict, schema: dict) -> list[str]:
+    """shift.cam_severity must be one of shift.severities when CAM stability is measured (an
+    explained model under shift): otherwise every generalise job fails, after training."""
+
+    def given(section: str, key: str) -> tuple[Any, bool]:
+        part = config.get(section)
+        if isinstance(part, dict) and key in part:
+            return part[key], False
+        return schema["properties"][section]["properties"][key].get("default"), True
+
+    trained = config.get("models") if isinstance(config.get("models"), list) else []
+    shifted, _ = given("shift", "models")
+    explained, _ = given("explain", "models")
+    methods, _ = given("shift", "cam_methods")
+    severity, default = given("shift", "cam_severity")
+    severities, _ = given("shift", "severities")
+    lists = (shifted, explained, methods, severities)
+    if not all(isinstance(x, list) for x in lists) or not isinstance(severity, int):
+        return []  # the schema's messages cover it
+    if not methods or not set(shifted) & set(explained) & set(trained):
+        return []
+    if severity in severities:
+        return []
+    return [
+        f"shift.cam_severity: {severity}{' (the default)' if default else ''} is not among "
+        f"shift.severities {severities}; CAM stability is measured at one of them: choose one, "
+        "or set shift.cam_methods: [] to skip it"
+    ]
 
 
 def check_config(config: Any, schema: dict | str | Path, source: str = "the config") -> None:
@@ -293,8 +435,35 @@ def check_config(config: Any, schema: dict | str | Path, source: str = "the conf
         schema = load_schema(schema)
     problems = config_problems(config, schema)
     if isinstance(config, dict):
-        flagged = {problem.split(":")[0] for problem in problems}  # one message per key
-        problems += [p for p in _name_problems(config) if p.split(":")[0] not in flagged]
+        names = _name_problems(config) + _shift_problems(config, schema)
+        # One message per key. An unknown model name gets the closest names rather than the
+        # schema's pattern (models[i] must match one; 'resnet5O' would get a regex).
+        unknown = {p.split(":")[0] for p in names if "is not a torchvision classifier" in p}
+        problems = [p for p in problems if p.split(":")[0] not in unknown]
+        flagged = {problem.split(":")[0] for problem in problems}
+        problems += [p for p in names if p.split(":")[0] not in flagged]
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"{source} is invalid ({len(problems)} problem(s)):\n{lines}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m xaimed.config_check FILE...``: each file read strictly and checked against
+    the workflow's schema, as the workflow does (for a syntax error in a ``--configfile``,
+    which Snakemake refuses before the workflow runs, naming neither file nor line)."""
+    import sys
+
+    paths = sys.argv[1:] if argv is None else argv
+    schema = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
+    try:
+        for path in paths:
+            check_config(load_config_file(path), schema, source=str(path))
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{len(paths)} config file(s) valid")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -105,7 +105,26 @@ def assign_folds(
     fold = pd.Series(-1, index=manifest.index, dtype="int64")
     for k, (_, test_rows) in enumerate(splits):
         fold.iloc[test_rows] = k
+    _warn_small_training_parts(manifest["label_name"], fold)
     return _table(manifest, fold.to_numpy(), np.zeros(len(manifest), bool))
+
+
+def _warn_small_training_parts(label_name: pd.Series, fold: pd.Series) -> None:
+    """Name, before any training, each class that a fold trains on with a single image: too
+    few for the stratified validation part (training then keeps it out of that part)."""
+    for k in sorted(fold.unique()):
+        counts = label_name[fold != k].value_counts()
+        for name in label_name.unique():
+            if counts.get(name, 0) < 2:
+                log.warning(
+                    "class %r has %d image(s): fold %d trains on %d, too few for the stratified "
+                    "validation part; its training keeps them in the training part (add images "
+                    "or lower `folds`)",
+                    name,
+                    (label_name == name).sum(),
+                    k,
+                    counts.get(name, 0),
+                )
 
 
 def _predefined(manifest: pd.DataFrame, duplicates: pd.DataFrame | None) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from xaimed.localisation import BASELINES
 from xaimed.stats import compare_methods
+from xaimed.tables import NO_PAIRS, empty_because
 
 __all__ = [
     "FAITHFULNESS_METRICS",
@@ -128,6 +129,8 @@ def compare_methods_on(scores: pd.DataFrame, metrics: Sequence[str]) -> pd.DataF
             if rows.empty:
                 continue
             tests = compare_methods(rows, value=metric)
+            if tests.empty:  # a single method: its columns have no dtype to build on
+                continue
             tests.insert(3, "metric", metric)
             tests["family"] = tests["family"] + "/" + metric
             if stage is not None:
@@ -135,8 +138,12 @@ def compare_methods_on(scores: pd.DataFrame, metrics: Sequence[str]) -> pd.DataF
                 tests["family"] = tests["family"] + f"/stage{stage}"
             frames.append(tests)
     if not frames:
-        return pd.DataFrame(
-            columns=["dataset", "model", "class", "metric", "method_a", "method_b", "n"]
-            + ["mean_diff", "t", "p", "p_adjusted", "family"]
+        return empty_because(
+            pd.DataFrame(
+                columns=["dataset", "model", "class", "metric", "method_a", "method_b", "n"]
+                + ["mean_diff", "t", "p", "p_adjusted", "family"]
+            ),
+            f"{NO_PAIRS}: fewer than two methods with {', '.join(metrics)} in every dataset, "
+            "model and class",
         )
     return pd.concat(frames, ignore_index=True)

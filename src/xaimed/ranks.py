@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from xaimed.stats import adjust_p
+from xaimed.tables import NO_PAIRS, empty_because
 
 
 def average_ranks(table) -> np.ndarray:
@@ -182,6 +183,9 @@ def rank_models(
         )
     return {
         "friedman": friedman_table,
-        "nemenyi": pd.DataFrame(nemenyi_rows, columns=NEMENYI_COLUMNS),
+        "nemenyi": empty_because(
+            pd.DataFrame(nemenyi_rows, columns=NEMENYI_COLUMNS),
+            f"{NO_PAIRS}: fewer than two models in every dataset",
+        ),
         "ranks": pd.DataFrame(rank_rows, columns=RANK_COLUMNS),
     }

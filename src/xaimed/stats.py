@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from xaimed.paired import paired_summary, paired_ttest  # noqa: F401 (paired_ttest re-exported)
+from xaimed.tables import NO_PAIRS, empty_because
 
 PROB_PREFIX = "prob_"
 FOLD_KEYS = ["dataset", "model", "fold"]
@@ -148,7 +149,9 @@ def _adjusted(
     df = pd.DataFrame(rows, columns=[c for c in out if c not in ("p_adjusted", "family")])
     df = df.reindex(columns=out)
     if df.empty:
-        return df
+        return empty_because(
+            df, f"{NO_PAIRS}: fewer than two {label}s in every {', '.join(family)}"
+        )
     grouped = df.groupby(family, sort=False)
     for raw in ["p", *tests]:
         adjusted = "p_adjusted" if raw == "p" else f"{raw}_adjusted"

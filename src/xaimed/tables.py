@@ -21,6 +21,9 @@ from xaimed.images import UnreadableImage, read_image
 
 log = logging.getLogger("xaimed.tables")
 
+log = logging.getLogger("xaimed.tables")
+
+NO_PAIRS = "no pairs to compare"
 CLASSIFICATION_METRICS = ["accuracy", "f1_macro", "balanced_accuracy", "auroc_macro"]
 CAM_KEYS = ["dataset", "model", "method"]
 
@@ -148,17 +151,34 @@ def to_html(df: pd.DataFrame, title: str = "") -> str:
     )
 
 
+def empty_because(df: pd.DataFrame, reason: str) -> pd.DataFrame:
+    """Mark an empty table with why it is empty (:func:`write_table` says it); ``df``."""
+    if df.empty:
+        df.attrs["empty"] = reason
+    return df
+
+
 def write_table(
     df: pd.DataFrame, csv_path: str | PathLike, html_path: str | PathLike | None = None
 ) -> None:
     """Write `df` as CSV and as a Markdown twin next to it (same stem, .md suffix), and as
-    an HTML page at `html_path` when given (titled by the CSV's stem)."""
+    an HTML page at `html_path` when given (titled by the CSV's stem). An empty table keeps
+    its header in the CSV; the twins and a log line say why it is empty (see
+    :func:`empty_because`)."""
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(csv_path, index=False)
-    csv_path.with_suffix(".md").write_text(to_markdown(df))
+    note = ""
+    if df.empty:
+        reason = df.attrs.get("empty", "no rows")
+        log.warning("%s is empty: %s", csv_path, reason)
+        note = f"({reason})"
+    csv_path.with_suffix(".md").write_text(to_markdown(df) + (f"\n{note}\n" if note else ""))
     if html_path is not None:
-        Path(html_path).write_text(to_html(df, title=csv_path.stem))
+        page = to_html(df, title=csv_path.stem)
+        if note:
+            page = page.replace("</table>", f"</table><p>{html.escape(note)}</p>")
+        Path(html_path).write_text(page)
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -70,17 +70,39 @@ class TrainSettings:
 
 
 def split_train_val(
-    labels: np.ndarray, val_fraction: float, seed: int
+    labels: np.ndarray, val_fraction: float, seed: int, names: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the training and validation parts, stratified by class."""
+    """Row indices of the training and validation parts, stratified by class.
+
+    A class with a single image here cannot be stratified (scikit-learn refuses, naming a
+    class index): its image stays in the training part, the others are split as usual, and
+    the log names the class (``names[label]``) and its count. With too few images for any
+    validation part, all train and the log says so."""
     rows = np.arange(len(labels))
     if val_fraction <= 0:
         return rows, rows[:0]
-    n_classes = len(np.unique(labels))
-    n_val = max(n_classes, round(val_fraction * len(rows)))
+    classes, counts = np.unique(labels, return_counts=True)
+    single = classes[counts < 2]
+    if len(single):
+        log.warning(
+            "too few images for the stratified validation part: %s; kept in training only, "
+            "the validation part is drawn from the other classes",
+            ", ".join(
+                f"class {names[c] if names is not None else c!r} has 1 training image"
+                for c in single
+            ),
+        )
+    split = rows[~np.isin(labels, single)]
+    n_classes = len(classes) - len(single)
+    # Each class needs one image on both sides of the stratified split.
+    n_val = min(max(n_classes, round(val_fraction * len(rows))), len(split) - n_classes)
+    if n_classes == 0 or n_val < n_classes:
+        log.warning("too few training images (%d) for a validation part: none", len(rows))
+        return rows, rows[:0]
     train_rows, val_rows = train_test_split(
-        rows, test_size=n_val, stratify=labels, random_state=seed
+        split, test_size=n_val, stratify=labels[split], random_state=seed
     )
+    train_rows = np.concatenate([train_rows, rows[np.isin(labels, single)]])
     return np.sort(train_rows), np.sort(val_rows)
 
 
@@ -410,7 +432,9 @@ def train_fold(
     fit_rows, held_out = fold_rows(folds, fold)
     if len(held_out) == 0:
         raise ValueError(f"dataset {dataset!r}: fold {fold} has no images in {folds_path}")
-    train_part, val_part = split_train_val(labels[fit_rows], settings.val_fraction, settings.seed)
+    train_part, val_part = split_train_val(
+        labels[fit_rows], settings.val_fraction, settings.seed, names
+    )
     train_rows, val_rows = fit_rows[train_part], fit_rows[val_part]
 
     def tensor(rows: np.ndarray) -> torch.Tensor:

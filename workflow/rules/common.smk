@@ -2,8 +2,12 @@
 # input functions and the final target list. No rules here.
 from snakemake.utils import validate
 
-from xaimed.config_check import check_config
+from snakemake.logging import logger
 
+from xaimed.config_check import canonical, check_config, check_config_files
+
+# Each config file re-read strictly: Snakemake's reading takes a key given twice silently.
+check_config_files(workflow.configfiles)
 # Readable errors first (each names its key and the allowed values); validate() fills defaults.
 check_config(
     config,
@@ -11,10 +15,30 @@ check_config(
     source=f"the config ({', '.join(map(str, workflow.configfiles)) or 'no file'})",
 )
 validate(config, schema="../schemas/config.schema.yaml")
+# Every params value is built from this config: keys sorted once here, so that reordering
+# the file or writing a default out reruns nothing (Snakemake compares params by repr).
+_canonical = canonical(dict(config))
+config.clear()
+config.update(_canonical)
 
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
-EXPLAIN_MODELS = [m for m in config["explain"]["models"] if m in MODELS]
+
+
+def trained(section):
+    """The models of ``section`` (explain or shift) that are trained. The config check refuses
+    a listed one outside ``models``, so only the default ([resnet50]) can name one: the stage
+    is then off, and the log says so."""
+    untrained = [m for m in config[section]["models"] if m not in MODELS]
+    if untrained:
+        logger.warning(
+            f"{section}.models (the default, {', '.join(untrained)}) is not among models "
+            f"({', '.join(MODELS)}): no {section} jobs; set {section}.models to choose"
+        )
+    return [m for m in config[section]["models"] if m in MODELS]
+
+
+EXPLAIN_MODELS = trained("explain")
 METHODS = list(config["explain"]["methods"])
 FOLDS = list(range(config["folds"]))
 PHANTOM_DEFAULTS = {"n_per_class": 60, "phantom_size": 128}
@@ -293,7 +317,7 @@ def read_params(wildcards):
 
 # --- generalisation: corruptions, calibration, sites (rules in generalise.smk)
 SHIFT = config["shift"]
-SHIFT_MODELS = [m for m in SHIFT["models"] if m in MODELS]
+SHIFT_MODELS = trained("shift")
 
 
 def folds_params(wildcards):
