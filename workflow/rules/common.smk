@@ -15,13 +15,14 @@ check_config(
     source=f"the config ({', '.join(map(str, workflow.configfiles)) or 'no file'})",
 )
 validate(config, schema="../schemas/config.schema.yaml")
+# The datasets in the order the config gives them: tables, figures and the report follow it.
+DATASETS = list(config["datasets"])
 # Every params value is built from this config: keys sorted once here, so that reordering
 # the file or writing a default out reruns nothing (Snakemake compares params by repr).
 _canonical = canonical(dict(config))
 config.clear()
 config.update(_canonical)
 
-DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 
 
