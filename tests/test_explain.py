@@ -236,3 +236,31 @@ def test_the_demo_dry_run_names_the_explained_layer(tmp_path):
     )
     assert "explain brain_mri resnet50 fold 0 with" in output
     assert "'layer_path': 'layer2'" in output
+
+
+def test_constant_maps_are_counted_logged_and_tabled(fold, tmp_path, caplog):
+    """A 1x1 target layer (avgpool) makes every map constant: each is flagged in the scores,
+    the explain log names dataset, model, fold, method and the count, and the confidence
+    table counts them per class; the default layer's maps are not flagged."""
+    from xaimed.tables import confidence_increase_table
+
+    root = fold[0]
+    caplog.set_level(logging.INFO, logger="xaimed.explain")
+    coarse = _run(root, tmp_path / "coarse", layer_path="avgpool")
+    with np.load(tmp_path / "coarse" / "cams.npz") as saved:
+        stored = saved["cams"].astype(np.float32).reshape(6, -1)
+    assert (stored.max(axis=1) - stored.min(axis=1) == 0).all()  # what avgpool really gives
+    assert coarse["constant_map"].dtype == bool and coarse["constant_map"].all()
+    assert "toy/resnet18 fold 1, gradcam: 6 of 6 maps are constant" in caplog.text
+    table = confidence_increase_table(coarse)
+    counts = coarse.groupby("pred_name").size()
+    assert table.set_index("class")["n_constant_maps"].to_dict() == counts.to_dict()
+
+    caplog.clear()
+    fine = _run(root, tmp_path / "fine")
+    with np.load(tmp_path / "fine" / "cams.npz") as saved:
+        stored = saved["cams"].astype(np.float32).reshape(6, -1)
+    spread = stored.max(axis=1) - stored.min(axis=1)
+    np.testing.assert_array_equal(fine["constant_map"], spread <= 1e-3)
+    assert not fine["constant_map"].any() and "maps are constant" not in caplog.text
+    assert (confidence_increase_table(fine)["n_constant_maps"] == 0).all()

@@ -16,6 +16,7 @@ import pandas as pd
 
 from xaimed.localisation import BASELINES
 from xaimed.stats import compare_methods
+from xaimed.tables import constant_counts
 
 __all__ = [
     "FAITHFULNESS_METRICS",
@@ -73,7 +74,12 @@ def _quality_table(
 ) -> pd.DataFrame:
     long = _with_baselines(scores, baselines, metrics)
     extra = ["sign_flipped"] if "sign_flipped" in long else []
+    # repeats (cv: predefined) explain the same images: one mean per image, as in
+    # xaimed.tables.pool_repeats, so n_images counts images
+    columns = ["value", *BASELINE_COLUMNS, *extra]
+    long = long.groupby([*TABLE_KEYS, "metric", "image_id"])[columns].mean().reset_index()
     table = _summarise(long, [*TABLE_KEYS, "metric"], extra)
+    table = table.merge(constant_counts(scores, TABLE_KEYS), on=TABLE_KEYS, how="left")
     if extra:  # share of the images whose sign a sign-corrected Eigen method flipped
         table = table.rename(columns={"sign_flipped": "sign_flipped_fraction"})
     order = {m: i for i, m in enumerate(metrics)}
