@@ -288,9 +288,10 @@ def _name_problems(config: dict) -> list[str]:
 
 
 def _coarse_layer_problems(config: dict, minimum: int = 4) -> list[str]:
-    """Explained models whose CAM target layer (chosen or the registry's) gives maps smaller
-    than ``minimum`` x ``minimum`` at ``image_size``: a 1x1 map makes every CAM constant, a
-    2x2 one cannot point at a lesion. ``explain.allow_coarse: true`` keeps them."""
+    """Explained (and trained) models whose CAM target layer (chosen or the registry's) gives
+    maps smaller than ``minimum`` x ``minimum`` at ``image_size``: a 1x1 map makes every CAM
+    constant, a 2x2 one cannot point at a lesion. ``explain.allow_coarse: true`` keeps
+    them."""
     # check_config runs before Snakemake fills the defaults: an unset key takes the schema's
     schema = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
     try:
@@ -312,9 +313,12 @@ def _coarse_layer_problems(config: dict, minimum: int = 4) -> list[str]:
     names = explain.get("models", defaults.get("models"))
     known, cam_families = _model_names()
     problems = []
+    trained = config.get("models")
     for i, name in enumerate(names if isinstance(names, list) else []):
         if not isinstance(name, str) or name not in known:
             continue  # named by _name_problems
+        if isinstance(trained, list) and name not in trained:
+            continue  # explained only if trained too (common.smk's EXPLAIN_MODELS)
         layer = chosen.get(name) if isinstance(chosen.get(name), str) else None
         if layer is None and not any(name.startswith(p) for p in cam_families):
             continue  # named by _name_problems
