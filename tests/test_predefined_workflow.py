@@ -77,6 +77,16 @@ def test_the_repeats_run_the_whole_default_dag(predefined_run):
         assert row["n_constant_maps"] == mine["constant_map"].sum()
     faithfulness = pd.read_csv(workdir / "results/tables/faithfulness.csv")
     assert faithfulness["n_images"].max() <= 6
+    checked = pd.read_parquet(workdir / "results/explain/mnist/sanity.parquet")
+    sanity = pd.read_csv(workdir / "results/tables/sanity.csv")
+    assert len(sanity) >= 1
+    for row in sanity.to_dict("records"):
+        mine = checked[
+            (checked["method"] == row["method"])
+            & (checked["pred_name"].astype(int) == row["class"])
+            & (checked["stage"] == row["stage"])
+        ].dropna(subset=[row["metric"]])
+        assert row["n_images"] == mine["image_id"].nunique()
 
     # t-tests pair the methods within each repeat and count each image once
     tests = pd.read_csv(workdir / "results/tables/ttest_methods.csv")
