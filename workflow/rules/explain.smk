@@ -22,11 +22,6 @@ rule explain:
         methods=METHODS,
         explain=explain_params,
         quality=quality_params,
-    # the dry run shows the settings, the CAM target layer among them (no layer_path: the
-    # default of xaimed.models.CAM_FAMILIES)
-    message:
-        "explain {wildcards.dataset} {wildcards.model} fold {wildcards.fold} with "
-        "{params.methods} ({params.explain}); log: {log}"
     script:
         "../scripts/explain.py"
 
