@@ -179,7 +179,7 @@ def test_a_chosen_layer_makes_any_classifier_explainable():
     config = copy.deepcopy(CONFIG)
     config["models"].append("alexnet")
     config["explain"]["models"].append("alexnet")
-    config["explain"]["target_layers"] = {"alexnet": "features.11", "resnet50": "layer1"}
+    config["explain"]["target_layers"] = {"alexnet": "features.4", "resnet50": "layer1"}
     check_config(config, SCHEMA)
     config["explain"]["target_layers"]["resnet50"] = "layer3..1"
     with pytest.raises(ConfigError, match=r"\(1 problem\(s\)\)"):  # the schema's, once

@@ -180,3 +180,86 @@ def test_explain_on_cuda_matches_cpu(fold, tmp_path, monkeypatch):
     np.testing.assert_allclose(gpu["road"], cpu["road"], atol=1e-3)
     with np.load(tmp_path / "c.npz") as c, np.load(tmp_path / "g.npz") as g:
         np.testing.assert_allclose(g["cams"].astype(np.float32), c["cams"], atol=2e-3)
+
+
+@pytest.mark.parametrize("size", [32, 48])
+def test_config_refuses_a_cam_layer_coarser_than_4x4(size):
+    """ResNet50's layer4 at 32 px (1x1: every CAM constant) and 48 px (2x2) is refused with
+    the map size and a finer layer named; the sizes are those of a real forward."""
+    import copy
+
+    import yaml
+
+    from tests.conftest import REPO
+    from xaimed.config_check import ConfigError, check_config
+
+    model = build_model("resnet50", 2).eval()
+    seen = {}
+    for name in ("layer2", "layer4"):
+        getattr(model, name).register_forward_hook(
+            lambda _m, _i, out, name=name: seen.__setitem__(name, tuple(out.shape[-2:]))
+        )
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    coarse, fine = seen["layer4"], seen["layer2"]
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["image_size"] = size
+    config["explain"]["target_layers"] = {"resnet50": "layer4"}
+    schema = REPO / "workflow/schemas/config.schema.yaml"
+    with pytest.raises(ConfigError) as refused:
+        check_config(config, schema)
+    message = str(refused.value)
+    assert "(1 problem(s))" in message
+    assert (
+        f"'layer4' of 'resnet50' gives {coarse[0]}x{coarse[1]} maps at image_size {size}" in message
+    )
+    assert f"layer2 ({fine[0]}x{fine[1]})" in message and "allow_coarse" in message
+    default = copy.deepcopy(config)
+    default["explain"]["target_layers"] = {}  # the registry's layer4.2 is as coarse
+    with pytest.raises(ConfigError, match=rf"explain.models\[0\]: .*'layer4.2'.*{coarse[0]}x"):
+        check_config(default, schema)
+    config["explain"]["allow_coarse"] = True
+    check_config(config, schema)
+    config["explain"].pop("allow_coarse")
+    config["explain"]["target_layers"] = {"resnet50": "layer2"}
+    check_config(config, schema)
+
+
+def test_the_demo_dry_run_names_the_explained_layer(tmp_path):
+    from tests.conftest import snakemake
+
+    output = snakemake(
+        tmp_path,
+        "-n",
+        "results/explain/brain_mri/resnet50/fold0/baselines/scores.parquet",
+        config="",
+    )
+    assert "CAM target layer of resnet50: layer2" in output
+
+
+def test_constant_maps_are_counted_logged_and_tabled(fold, tmp_path, caplog):
+    """A 1x1 target layer (avgpool) makes every map constant: each is flagged in the scores,
+    the explain log names dataset, model, fold, method and the count, and the confidence
+    table counts them per class; the default layer's maps are not flagged."""
+    from xaimed.tables import confidence_increase_table
+
+    root = fold[0]
+    caplog.set_level(logging.INFO, logger="xaimed.explain")
+    coarse = _run(root, tmp_path / "coarse", layer_path="avgpool")
+    with np.load(tmp_path / "coarse" / "cams.npz") as saved:
+        stored = saved["cams"].astype(np.float32).reshape(6, -1)
+    assert (stored.max(axis=1) - stored.min(axis=1) == 0).all()  # what avgpool really gives
+    assert coarse["constant_map"].dtype == bool and coarse["constant_map"].all()
+    assert "toy/resnet18 fold 1, gradcam: 6 of 6 maps are constant" in caplog.text
+    table = confidence_increase_table(coarse)
+    counts = coarse.groupby("pred_name").size()
+    assert table.set_index("class")["n_constant_maps"].to_dict() == counts.to_dict()
+
+    caplog.clear()
+    fine = _run(root, tmp_path / "fine")
+    with np.load(tmp_path / "fine" / "cams.npz") as saved:
+        stored = saved["cams"].astype(np.float32).reshape(6, -1)
+    spread = stored.max(axis=1) - stored.min(axis=1)
+    np.testing.assert_array_equal(fine["constant_map"], spread <= 1e-3)
+    assert not fine["constant_map"].any() and "maps are constant" not in caplog.text
+    assert (confidence_increase_table(fine)["n_constant_maps"] == 0).all()

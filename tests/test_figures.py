@@ -114,13 +114,94 @@ def test_cam_gallery_width_grows_with_methods(tmp_path):
     )
 
 
-def test_load_cams_rejects_an_image_in_two_files(tmp_path):
-    for f in (0, 1):
-        np.savez(
-            tmp_path / f"c{f}.npz",
-            image_id=np.array(["x"]),
-            cams=np.zeros((1, 2, 2), np.float16),
-            target=np.array([0]),
-        )
-    with pytest.raises(ValueError, match="appears twice"):
-        load_cams([tmp_path / "c0.npz", tmp_path / "c1.npz"])
+def _npz(path, ids, cams):
+    np.savez(
+        path, image_id=np.array(ids), cams=np.asarray(cams, np.float16), target=np.zeros(len(ids))
+    )
+    return path
+
+
+def test_load_cams_keeps_repeats_and_rejects_an_image_twice_in_one_file(tmp_path):
+    a = _npz(tmp_path / "c0.npz", ["x"], np.zeros((1, 2, 2)))
+    b = _npz(tmp_path / "c1.npz", ["x"], np.ones((1, 2, 2)))
+    cams = load_cams([a, b])
+    assert sorted(cams["x"]) == [0, 1]  # one map per file (repeat)
+    np.testing.assert_array_equal(cams["x"][1], np.ones((2, 2)))
+    twice = _npz(tmp_path / "c2.npz", ["x", "x"], np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match=r"appears twice in CAM file .*c2.npz"):
+        load_cams([twice])
+
+
+def test_cam_gallery_of_repeats_shows_the_fold_it_names_and_marks_constant_maps(tmp_path, caplog):
+    """Two repeats explain the same images (cv: predefined): each row takes the maps of the
+    fold whose prediction it shows; a constant map is logged and marked."""
+    cams_paths, pred_paths = _write_inputs(tmp_path)
+    repeat = pd.read_parquet(pred_paths[0]).assign(fold=1)  # fold 1 explains fold 0's images
+    prob = [c for c in repeat.columns if c.startswith("prob_")]
+    repeat.loc[repeat["image_id"] == "img0", prob] = [[0.96, 0.02, 0.02]]  # now most confident
+    repeat.to_parquet(pred_paths[1])
+    ids = repeat["image_id"].tolist()
+    rng = np.random.default_rng(1)
+    for method in cams_paths:
+        _npz(cams_paths[method][1], ids, rng.uniform(size=(len(ids), H // 2, W // 2)))
+    # fold 0's gradcam map of img0 is constant; the gallery must not show it (fold 1 wins)
+    _npz(cams_paths["gradcam"][0], ids, np.zeros((len(ids), H // 2, W // 2)))
+    caplog.set_level("INFO", logger="xaimed.figures")
+    chosen, out = _gallery(tmp_path, cams_paths, pred_paths, "repeats.png")
+    assert chosen["image_id"].tolist() == ["img0", "img3"]
+    assert chosen["fold"].tolist() == [1, 0]  # img3: the tie broken by the earlier file
+    assert "2 folds explain the same images" in caplog.text
+    constant = [r.getMessage() for r in caplog.records if "constant" in r.getMessage()]
+    assert constant == [  # img3 comes from fold 0, whose gradcam maps are all zero
+        "gallery: the gradcam map of img3 (class malignant, fold 0) is constant: marked "
+        "'constant map'"
+    ]
+    with Image.open(out) as png:  # a two-line title
+        assert png.size[1] == round((3 * figures.CELL_INCHES + 2 * figures.TITLE_INCHES) * 100)
+
+
+def test_localisation_figure_says_no_lesion_masks_only_without_masks(tmp_path, caplog):
+    """All-zero maps leave the energy pointing game undefined although the images have
+    lesion masks: the panel says so instead of 'no lesion masks'."""
+    from xaimed.localisation import baseline_maps, energy_pointing_game, pointing_game
+    from xaimed.quality_figures import localisation_figure
+
+    masks = np.zeros((2, H, W))
+    masks[:, 4:8, 4:8] = 1
+    cams = np.zeros((2, H, W))  # constant maps, as a 1x1 target layer gives
+    ids = ["a", "b"]
+    keys = {"dataset": "toy", "model": "net", "fold": 0, "image_id": ids, "pred_name": "x"}
+    scores = pd.DataFrame(
+        {
+            **keys,
+            "method": "gradcam",
+            "pointing_game": pointing_game(cams, masks),
+            "energy_pointing_game": energy_pointing_game(cams, masks),
+            "iou_top_k": np.nan,
+            "constant_map": True,
+        }
+    )
+    random = baseline_maps(masks, ids, 0)["random"]
+    baselines = pd.DataFrame(
+        {
+            **keys,
+            "baseline": "random",
+            "pointing_game": pointing_game(random, masks),
+            "energy_pointing_game": energy_pointing_game(random, masks),
+            "iou_top_k": np.nan,
+        }
+    )
+    assert scores["energy_pointing_game"].isna().all()
+    caplog.set_level("INFO", logger="xaimed.quality_figures")
+    localisation_figure(scores, baselines, tmp_path / "loc.png", "toy")
+    epg = [r.getMessage() for r in caplog.records if "energy_pointing_game" in r.getMessage()]
+    assert epg == [
+        "toy, net energy_pointing_game: lesion masks, but the score is undefined for every map "
+        "(2 of 2 maps constant)"
+    ]
+    assert "no lesion masks" not in caplog.text.split("iou_top_k")[0]
+
+    caplog.clear()
+    no_masks = scores.assign(pointing_game=np.nan, energy_pointing_game=np.nan)
+    localisation_figure(no_masks, baselines.iloc[:0], tmp_path / "none.png", "toy")
+    assert caplog.text.count("no lesion masks") == 3

@@ -81,6 +81,7 @@ def test_localisation_table(scores, baselines):
         "baseline_centre",
         "baseline_mask",
         "sign_flipped_fraction",
+        "n_constant_maps",
     ]
     row = table.set_index(["method", "metric"]).loc[("gradcam", "pointing_game")]
     assert row["n_images"] == 2  # image c has no lesion

@@ -241,12 +241,13 @@ def test_compare_models_is_deterministic_under_row_order():
 # --- compare_methods --------------------------------------------------------------------
 
 
-def _scores() -> pd.DataFrame:
+def _scores(repeats: bool = False) -> pd.DataFrame:
+    """k-fold: each image in one fold; ``repeats`` (cv: predefined): both folds explain the
+    same six images."""
     rng = np.random.default_rng(2)
     rows = []
     for fold in (0, 1):
         for i in range(6):
-            # the same image_id in both folds must not be paired across folds
             pred_name = "pos" if i < 3 else "neg"
             label_name = "pos" if i in (0, 1, 3) else "neg"  # some misclassified
             for method in ("m2", "m1", "m3"):
@@ -258,7 +259,7 @@ def _scores() -> pd.DataFrame:
                         "model": "net",
                         "fold": fold,
                         "method": method,
-                        "image_id": f"img{i}",
+                        "image_id": f"img{i if repeats else i + 6 * fold}",
                         "label_name": label_name,
                         "pred_name": pred_name,
                         "confidence_increase": rng.normal(),
@@ -289,6 +290,24 @@ def test_compare_methods_pairs_shared_images_per_predicted_class():
 
     road = compare_methods(scores, value="road")
     assert not np.allclose(road["t"], res["t"])
+
+
+def test_compare_methods_counts_an_image_of_several_repeats_once():
+    """Repeats explain the same images: methods are paired within each repeat, then each
+    image counts once with its mean over the repeats that scored both methods."""
+    scores = _scores(repeats=True)
+    pos = compare_methods(scores).query("`class` == 'pos'").set_index(["method_a", "method_b"])
+    sub = scores[scores["pred_name"] == "pos"]
+    w = sub.pivot(index=["fold", "image_id"], columns="method", values="confidence_increase")
+    per_image = w[["m1", "m3"]].dropna().groupby(level="image_id").mean()
+    assert pos.loc[("m1", "m2"), "n"] == 3 and pos.loc[("m1", "m3"), "n"] == 2
+    ref = sps.ttest_rel(per_image["m1"], per_image["m3"])
+    assert pos.loc[("m1", "m3"), "p"] == pytest.approx(ref.pvalue)
+    diff = (per_image["m1"] - per_image["m3"]).mean()
+    assert pos.loc[("m1", "m3"), "mean_diff"] == pytest.approx(diff)
+    # the same as the mean over images of the within-repeat differences
+    within = (w["m1"] - w["m3"]).dropna().groupby(level="image_id").mean()
+    assert diff == pytest.approx(within.mean())
 
 
 def test_compare_methods_rejects_duplicate_pairing_keys():

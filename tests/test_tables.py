@@ -95,6 +95,7 @@ def test_confidence_increase_table_by_predicted_class():
         "increase_fraction",
         "road_mean",
         "road_sd",
+        "n_constant_maps",
     ]
     t = table.set_index(["method", "class"])
     assert list(t.index) == [
@@ -234,3 +235,21 @@ def test_data_table_shows_a_predefined_split_as_train_test_and_excluded():
         "excluded",
     ]
     assert table[["train", "test", "excluded"]].to_numpy().tolist() == [[1, 1, 0], [0, 1, 1]]
+
+
+def test_confidence_increase_table_counts_an_image_of_several_repeats_once():
+    """cv: predefined: a second repeat explains the same images; each image counts once, with
+    its mean over the repeats, and the constant maps of every repeat are counted."""
+    first = _scores().assign(constant_map=False)
+    second = first.assign(
+        fold=first["fold"] + 2,
+        confidence_increase=first["confidence_increase"] + 0.2,
+        constant_map=first["image_id"] == "i3",
+    )
+    table = confidence_increase_table(pd.concat([first, second], ignore_index=True))
+    gb = table.set_index(["method", "class"]).loc[("gradcam", "b")]
+    ci = np.array([-0.1, 0.0, 0.3]) + 0.1  # per image: the mean of x and x + 0.2
+    assert gb["n_images"] == 3
+    assert gb["confidence_increase_mean"] == pytest.approx(ci.mean())
+    assert gb["confidence_increase_sd"] == pytest.approx(np.std(ci, ddof=1))
+    assert gb["n_constant_maps"] == 1  # i3's map in the second repeat

@@ -396,7 +396,73 @@ def _name_problems(config: dict) -> list[str]:
     for name in mapping(mapping(config.get("training")).get("models")):
         if name not in known:
             problems.append(_unknown_model(f"training.models.{name}", str(name), known))
-    return problems + _layer_problems(config, known)
+    return problems + _layer_problems(config, known) + _coarse_layer_problems(config)
+
+
+def _coarse_layer_problems(config: dict, minimum: int = 4) -> list[str]:
+    """Explained (and trained) models whose CAM target layer (chosen or the registry's) gives
+    maps smaller than ``minimum`` x ``minimum`` at ``image_size``: a 1x1 map makes every CAM
+    constant, a 2x2 one cannot point at a lesion. ``explain.allow_coarse: true`` keeps
+    them."""
+    # check_config runs before Snakemake fills the defaults: an unset key takes the schema's
+    schema = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
+    try:
+        properties = load_schema(schema)["properties"]
+        defaults = {
+            "image_size": properties["image_size"]["default"],
+            "models": properties["explain"]["properties"]["models"]["default"],
+        }
+    except (OSError, KeyError, TypeError):  # the library without its workflow
+        defaults = {}
+    explain = config.get("explain", {})
+    image_size = config.get("image_size", defaults.get("image_size"))
+    if not isinstance(explain, dict) or explain.get("allow_coarse") is True:
+        return []
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 8:
+        return []  # the schema's message covers it
+    chosen = explain.get("target_layers")
+    chosen = chosen if isinstance(chosen, dict) else {}
+    names = explain.get("models", defaults.get("models"))
+    known, cam_families = _model_names()
+    problems = []
+    trained = config.get("models")
+    for i, name in enumerate(names if isinstance(names, list) else []):
+        if not isinstance(name, str) or name not in known:
+            continue  # named by _name_problems
+        if isinstance(trained, list) and name not in trained:
+            continue  # explained only if trained too (common.smk's EXPLAIN_MODELS)
+        layer = chosen.get(name) if isinstance(chosen.get(name), str) else None
+        if layer is None and not any(name.startswith(p) for p in cam_families):
+            continue  # named by _name_problems
+
+        def measure(name: str = name, layer: str | None = layer) -> dict:
+            from xaimed import models
+
+            maps = models.cam_map_sizes(name, image_size)
+            layer = layer or maps["default"]
+            finer = models.finer_cam_layers(maps, layer, minimum) if layer else []
+            return {
+                "layer": layer,
+                "size": maps["sizes"].get(layer),
+                "finer": [[p, maps["sizes"][p]] for p in finer],
+            }
+
+        found = _cached(f"cam-map-{name}-{image_size}-{layer or 'default'}-{minimum}", measure)
+        size = found.get("size") if isinstance(found, dict) else None
+        if size is None or min(size) >= minimum:
+            continue  # a missing layer is _layer_problems'; a non-spatial output has no map
+        finer = ", ".join(f"{p} ({h}x{w})" for p, (h, w) in found["finer"])
+        where = f"explain.target_layers.{name}" if layer else f"explain.models[{i}]"
+        origin = "" if layer else " (the default of xaimed.models.CAM_FAMILIES)"
+        problems.append(
+            f"{where}: CAM target layer {found['layer']!r}{origin} of {name!r} gives "
+            f"{size[0]}x{size[1]} maps at image_size {image_size}, smaller than "
+            f"{minimum}x{minimum} (a 1x1 map makes every CAM constant); choose a finer layer "
+            f"in explain.target_layers.{name}"
+            + (f": {finer}" if finer else "")
+            + ", or set explain.allow_coarse: true to keep it"
+        )
+    return problems
 
 
 def _shift_problems(config: dict, schema: dict) -> list[str]:

@@ -21,7 +21,7 @@ from xaimed.localisation import baseline_maps, localisation_scores
 from xaimed.models import target_layer
 from xaimed.runtime import atomic_write, seed_everything
 from xaimed.sanity import sanity_check, spearman, ssim
-from xaimed.scores import confidence_increase, road
+from xaimed.scores import confidence_increase, constant_maps, road
 
 __all__ = [
     "QUALITY_COLUMNS",
@@ -48,6 +48,7 @@ SCORE_COLUMNS = [
     "confidence_increase",
     "road",
     "seconds",
+    "constant_map",  # all zero or flat (xaimed.scores.constant_maps): the map points nowhere
 ]
 #: explanation quality, appended to SCORE_COLUMNS: localisation against the lesion mask (NaN
 #: where the image has none), deletion/insertion AUCs, and whether a sign-corrected Eigen
@@ -292,6 +293,19 @@ def explain_method(
         rate = stop / max(time.perf_counter() - started, 1e-9)
         log.info("images done %d/%d (%.1f img/s)", stop, n, rate)
 
+    constant = constant_maps(cams32)
+    if constant.any():
+        log.warning(
+            "%s/%s fold %s, %s: %d of %d maps are constant (all zero or flat) and point "
+            "nowhere; counted in scores.parquet (constant_map) and the tables; a finer target "
+            "layer (explain.target_layers) usually helps",
+            meta.get("dataset"),
+            model_name,
+            meta.get("fold"),
+            method,
+            constant.sum(),
+            n,
+        )
     scores = pd.DataFrame(
         {
             "dataset": meta.get("dataset"),
@@ -305,6 +319,7 @@ def explain_method(
             "pred_name": rows["pred_name"].astype(str),
             "correct": (rows["label"].to_numpy() == rows["pred"].to_numpy()).astype(bool),
             **columns,
+            "constant_map": constant,
         },
         columns=SCORE_COLUMNS,
     )

@@ -6,6 +6,7 @@ and figures are rendered with Agg.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -16,8 +17,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from xaimed import integrity
+from xaimed.scores import constant_maps
 from xaimed.stats import PROB_PREFIX
 from xaimed.tables import read_parquets
+
+log = logging.getLogger("xaimed.figures")
 
 CELL_INCHES = 2.0  # size of one grid cell; the figure grows with the grid
 TITLE_INCHES = 0.4
@@ -28,19 +32,22 @@ CHOSEN_COLUMNS = ["class", "image_id", "fold", "prob"]
 Pathish = str | PathLike
 
 
-def load_cams(paths: Sequence[Pathish]) -> dict[str, np.ndarray]:
-    """image_id -> CAM (H x W float) over one method's cams.npz files (one per fold).
+def load_cams(paths: Sequence[Pathish]) -> dict[str, dict[int, np.ndarray]]:
+    """image_id -> {position of its file in ``paths``: CAM (H x W float)} over one method's
+    cams.npz files (one per fold).
 
-    Each image is expected in exactly one file (k-fold CV: an image is tested in one fold);
-    a repeated image_id is an error rather than a silent pick of one fold's CAM.
+    Under k-fold CV an image is in one file; the repeats of ``cv: predefined`` (and any set-up
+    where several trained models explain one image) put it in several. Within one file a
+    repeated image_id is an error rather than a silent pick of one of its maps.
     """
-    cams: dict[str, np.ndarray] = {}
-    for path in paths:
+    cams: dict[str, dict[int, np.ndarray]] = {}
+    for position, path in enumerate(paths):
         npz = integrity.read_npz(path)
         for image_id, cam in zip(npz["image_id"], npz["cams"], strict=True):
-            if str(image_id) in cams:
-                raise ValueError(f"image {image_id!r} appears twice in CAM files {paths}")
-            cams[str(image_id)] = cam
+            maps = cams.setdefault(str(image_id), {})
+            if position in maps:
+                raise ValueError(f"image {image_id!r} appears twice in CAM file {path}")
+            maps[position] = cam
     return cams
 
 
@@ -55,12 +62,15 @@ def predicted_prob(predictions: pd.DataFrame) -> np.ndarray:
 
 def choose_examples(predictions: pd.DataFrame, candidates: set[str]) -> pd.DataFrame:
     """Per true class, the most confident correct prediction among `candidates`
-    (ties broken by image_id) -> columns label, class, image_id, fold, prob."""
+    (ties broken by image_id, then fold) -> columns label, class, image_id, fold, prob."""
     df = predictions.assign(prob=predicted_prob(predictions))
     df = df[(df["label"] == df["pred"]) & df["image_id"].astype(str).isin(candidates)]
-    df = df.sort_values(["label", "prob", "image_id"], ascending=[True, False, True])
+    df = df.sort_values(  # repeats of one image tie: the first fold
+        ["label", "prob", "image_id", "fold"], ascending=[True, False, True, True], kind="stable"
+    )
     chosen = df.drop_duplicates("label").rename(columns={"label_name": "class"})
-    return chosen[["label", *CHOSEN_COLUMNS]].reset_index(drop=True)
+    extra = ["_file"] if "_file" in chosen else []  # which file (fold) the row came from
+    return chosen[["label", *CHOSEN_COLUMNS, *extra]].reset_index(drop=True)
 
 
 def _blank(ax: Axes) -> None:
@@ -89,11 +99,32 @@ def cam_gallery(
 
     methods = list(cams_paths)
     cams = {m: load_cams(cams_paths[m]) for m in methods}
+    # the predictions of file i go with the maps of file i (both in fold order)
+    predictions = pd.concat(
+        [read_parquets([p]).assign(_file=i) for i, p in enumerate(predictions_paths)],
+        ignore_index=True,
+    )
     candidates = set(row_of).intersection(*(c.keys() for c in cams.values()))
-    chosen = choose_examples(read_parquets(predictions_paths), candidates).set_index("label")
+    explained = predictions[
+        [
+            all(position in cams[m].get(str(i), {}) for m in methods)
+            for i, position in zip(predictions["image_id"], predictions["_file"], strict=True)
+        ]
+    ]
+    chosen = choose_examples(explained, candidates).set_index("label")
+    repeats = max((len(maps) for c in cams.values() for maps in c.values()), default=1)
+    if repeats > 1:
+        title += f"\n(each row: the maps of the fold named beside it; {repeats} folds explain each)"
+        log.info(
+            "%d folds explain the same images (repeats): each row shows the maps of the fold "
+            "whose prediction it shows",
+            repeats,
+        )
 
     nrows, ncols = len(classes), 1 + len(methods)
-    fig = Figure(figsize=(CELL_INCHES * ncols, CELL_INCHES * nrows + TITLE_INCHES), dpi=DPI)
+    title_inches = TITLE_INCHES * (2 if repeats > 1 else 1)
+    height = CELL_INCHES * nrows + title_inches
+    fig = Figure(figsize=(CELL_INCHES * ncols, height), dpi=DPI)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     fig.suptitle(title)
     for ax, name in zip(axes[0], ["image", *methods], strict=True):
@@ -122,10 +153,31 @@ def cam_gallery(
         # Stretch the CAM over the image even if it was computed at another resolution.
         extent = (-0.5, w - 0.5, h - 0.5, -0.5)
         row[0].imshow(image)
+        if repeats > 1:  # which repeat's maps, beside the class (always visible)
+            row[0].set_ylabel(f"{class_name}\nfold {pick['fold']}", fontsize=10)
         row[0].set_xlabel(f"{pick['image_id']} (p={pick['prob']:.2f})", fontsize=7)
         for ax, method in zip(row[1:], methods, strict=True):
             ax.imshow(image)
-            cam = np.asarray(cams[method][str(pick["image_id"])], dtype=float)
+            cam = np.asarray(cams[method][str(pick["image_id"])][pick["_file"]], dtype=float)
+            if constant_maps(cam[None])[0]:  # an overlay of one colour would look like a map
+                log.warning(
+                    "gallery: the %s map of %s (class %s, fold %s) is constant: marked "
+                    "'constant map'",
+                    method,
+                    pick["image_id"],
+                    class_name,
+                    pick["fold"],
+                )
+                ax.text(
+                    0.5,
+                    0.1,
+                    "constant map",
+                    ha="center",
+                    fontsize=8,
+                    color="white",
+                    transform=ax.transAxes,
+                    bbox={"facecolor": "black", "alpha": 0.7, "pad": 2},
+                )
             ax.imshow(
                 cam,
                 cmap="jet",
@@ -135,7 +187,7 @@ def cam_gallery(
                 extent=extent,
                 interpolation="bilinear",
             )
-    fig.tight_layout(rect=(0, 0, 1, 1 - TITLE_INCHES / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - title_inches / fig.get_figheight()))
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=DPI)
     return chosen.reset_index()[CHOSEN_COLUMNS]

@@ -38,8 +38,10 @@ __all__ = [
     "CamFamily",
     "build_model",
     "cam_family",
+    "cam_map_sizes",
     "classifier_names",
     "cpu_has_bfloat16",
+    "finer_cam_layers",
     "imagenet_weights_path",
     "load_checkpoint",
     "model_tail",
@@ -438,6 +440,61 @@ def target_layer(model: nn.Module, name: str, path: str | None = None) -> nn.Mod
         raise ValueError(
             f"model {type(model).__name__} does not have the layout expected for {name!r}: {exc}"
         ) from exc
+
+
+def cam_map_sizes(name: str, image_size: int) -> dict:
+    """The spatial size of every module's output of model ``name`` at ``image_size`` px, from
+    one forward on the meta device (no memory, no weights, milliseconds), as JSON-able data:
+    ``sizes`` {dotted path: [h, w]} for modules with (N, C, H, W) outputs, ``order`` (every
+    module in registration order), ``containers`` (modules with children: stages and blocks)
+    and ``default`` (the path of the :data:`CAM_FAMILIES` layer; None where unregistered)."""
+    sizes: dict[str, list[int]] = {}
+    with torch.device("meta"):
+        model = build_model(name, 2).eval()
+        try:
+            default = target_layer(model, name)
+        except NotImplementedError:
+            default = None
+        paths = {module: path for path, module in model.named_modules() if path}
+
+        def record(module: nn.Module, _: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor) and output.ndim == 4 and module in paths:
+                sizes[paths[module]] = [int(output.shape[-2]), int(output.shape[-1])]
+
+        hook = nn.modules.module.register_module_forward_hook(record)
+        try:
+            with torch.no_grad():
+                model(torch.empty(1, 3, image_size, image_size))
+        except RuntimeError:
+            pass  # too small for a later layer (AlexNet at 48 px): the layers before it count
+        finally:
+            hook.remove()
+    return {
+        "sizes": sizes,
+        "order": list(paths.values()),
+        "containers": [path for module, path in paths.items() if any(module.children())],
+        "default": paths.get(default) if default is not None else None,
+    }
+
+
+def finer_cam_layers(maps: dict, path: str, minimum: int = 4, count: int = 3) -> list[str]:
+    """Up to ``count`` layers before ``path`` (in :func:`cam_map_sizes` ``maps``) whose maps
+    are at least ``minimum`` on each side, nearest the output first: siblings of ``path``
+    first, else of its parent, and so on; stages and blocks before single operations."""
+    sizes, order = maps["sizes"], maps["order"]
+    if path not in order:
+        return []
+    before = order[: order.index(path)]
+    parts = path.split(".")
+    while parts:
+        parts.pop()
+        prefix = ".".join(parts)
+        siblings = [p for p in before if (p.rsplit(".", 1)[0] if "." in p else "") == prefix]
+        fine = [p for p in siblings if p in sizes and min(sizes[p]) >= minimum]
+        blocks = [p for p in fine if p in maps["containers"]] or fine
+        if blocks:
+            return blocks[::-1][:count]
+    return []
 
 
 def model_tail(

@@ -16,7 +16,7 @@ import pandas as pd
 
 from xaimed.localisation import BASELINES
 from xaimed.stats import compare_methods
-from xaimed.tables import NO_PAIRS, empty_because
+from xaimed.tables import NO_PAIRS, constant_counts, empty_because
 
 __all__ = [
     "FAITHFULNESS_METRICS",
@@ -74,7 +74,12 @@ def _quality_table(
 ) -> pd.DataFrame:
     long = _with_baselines(scores, baselines, metrics)
     extra = ["sign_flipped"] if "sign_flipped" in long else []
+    # repeats (cv: predefined) explain the same images: one mean per image, as in
+    # xaimed.tables.pool_repeats, so n_images counts images
+    columns = ["value", *BASELINE_COLUMNS, *extra]
+    long = long.groupby([*TABLE_KEYS, "metric", "image_id"])[columns].mean().reset_index()
     table = _summarise(long, [*TABLE_KEYS, "metric"], extra)
+    table = table.merge(constant_counts(scores, TABLE_KEYS), on=TABLE_KEYS, how="left")
     if extra:  # share of the images whose sign a sign-corrected Eigen method flipped
         table = table.rename(columns={"sign_flipped": "sign_flipped_fraction"})
     order = {m: i for i, m in enumerate(metrics)}
@@ -111,7 +116,10 @@ def sanity_table(sanity: pd.DataFrame, max_similarity: float = 0.5) -> pd.DataFr
     if long.empty:
         columns = [*TABLE_KEYS, "stage", "randomised", "metric", "n_images", "mean", "sd"]
         return pd.DataFrame(columns=[*columns, *BASELINE_COLUMNS, "passes"])
-    table = _summarise(long, [*TABLE_KEYS, "stage", "randomised", "metric"])
+    keys = [*TABLE_KEYS, "stage", "randomised", "metric"]
+    # repeats (cv: predefined) check the same images: one mean per image, as _quality_table
+    long = long.groupby([*keys, "image_id"])[["value", *BASELINE_COLUMNS]].mean().reset_index()
+    table = _summarise(long, keys)
     table["passes"] = table["mean"] < max_similarity
     return table
 

@@ -5,6 +5,7 @@ matplotlib's object API (Figure, no pyplot), as in :mod:`xaimed.figures`.
 
 from __future__ import annotations
 
+import logging
 from os import PathLike
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from xaimed.quality import LOCALISATION_METRICS
 
 __all__ = ["localisation_figure"]
 
+log = logging.getLogger("xaimed.quality_figures")
+
 PANEL_INCHES = (3.2, 2.6)
 DPI = 100
 BASELINE_STYLE = {
@@ -24,6 +27,25 @@ BASELINE_STYLE = {
     "centre": {"color": "tab:orange", "linestyle": ":"},
     "mask": {"color": "tab:green", "linestyle": "-"},
 }
+
+
+def _empty_panel_text(scores: pd.DataFrame, baselines: pd.DataFrame, model: str | None) -> str:
+    """Why a panel has no bars, truthfully: no maps, no lesion masks, or masks whose scores
+    are undefined for every map (an all-zero map has no energy to point with)."""
+    if model is None:
+        return "no explained maps"
+    located = [
+        frame.loc[frame["model"] == model, LOCALISATION_METRICS].notna().to_numpy().any()
+        for frame in (scores, baselines)
+        if not frame.empty and set(LOCALISATION_METRICS) <= set(frame.columns)
+    ]
+    if not any(located):
+        return "no lesion masks"
+    text = "lesion masks, but the score is\nundefined for every map"
+    if "constant_map" in scores:
+        constant = int(scores.loc[scores["model"] == model, "constant_map"].astype(bool).sum())
+        text += f"\n({constant} of {int((scores['model'] == model).sum())} maps constant)"
+    return text
 
 
 def localisation_figure(
@@ -61,7 +83,9 @@ def localisation_figure(
             part = means[(means["model"] == model) & (means["metric"] == metric)]
             methods = part[part["kind"] == "method"]
             if model is None or methods.empty:
-                ax.text(0.5, 0.5, "no lesion masks", ha="center", va="center", fontsize=8)
+                text = _empty_panel_text(scores, baselines, model)
+                log.warning("%s, %s %s: %s", title, model, metric, text.replace("\n", " "))
+                ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, wrap=True)
                 ax.set_xticks([])
                 continue
             x = np.arange(len(methods))

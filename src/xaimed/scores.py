@@ -17,7 +17,20 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import spsolve
 from torch import nn
 
-__all__ = ["check_maps", "confidence_increase", "road"]
+__all__ = ["CONSTANT_RANGE", "check_maps", "confidence_increase", "constant_maps", "road"]
+
+#: a map whose values span at most this much (of [0, 1]) is constant: all zero (a 1x1 target
+#: layer, a dead ReLU) or flat; it points nowhere, and float16 storage keeps 1e-3 steps
+CONSTANT_RANGE = 1e-3
+
+
+def constant_maps(cams: np.ndarray) -> np.ndarray:
+    """bool (N,): which of the (N, H, W) maps are constant (see :data:`CONSTANT_RANGE`)."""
+    cams = np.asarray(cams, dtype=np.float32)
+    if cams.size == 0:
+        return np.ones(len(cams), bool)  # no images, or maps without pixels
+    flat = cams.reshape(len(cams), -1)
+    return (flat.max(axis=1) - flat.min(axis=1)) <= CONSTANT_RANGE
 
 
 def check_maps(

@@ -137,6 +137,19 @@ def _pairwise(
     ]
 
 
+def _pairwise_by_image(wide: pd.DataFrame, names: Sequence[str], alpha: float) -> list[dict]:
+    """:func:`_pairwise` over methods, paired within each (fold, image_id) row. Where the
+    repeats of ``cv: predefined`` explain an image more than once, each pair of methods is
+    averaged per image over the repeats that scored both, so an image counts once."""
+    if not wide.index.get_level_values("image_id").duplicated().any():
+        return _pairwise(wide, names, "method", alpha)
+    rows = []
+    for a, b in combinations(names, 2):
+        both = wide[[a, b]].dropna().groupby(level="image_id").mean()
+        rows.append({"method_a": a, "method_b": b, **paired_summary(both[a], both[b], alpha)})
+    return rows
+
+
 def _adjusted(
     rows: list[dict], family: list[str], label: str, adjust: str, extra: Sequence[str]
 ) -> pd.DataFrame:
@@ -204,7 +217,8 @@ def compare_methods(
 ) -> pd.DataFrame:
     """Paired comparisons on `value` between every pair of CAM methods per dataset, model and
     predicted class (`class`, from pred_name: CAMs explain the predicted class), paired by
-    (fold, image_id), so only images scored by both methods count: the paired t-test,
+    (fold, image_id), so only images scored by both methods count (an image of several
+    repeats, ``cv: predefined``, once: its mean over them): the paired t-test,
     Wilcoxon, the mean difference with its CI and d_z. p-values adjusted (`adjust`) within
     each family (dataset, model, class); every method of the (dataset, model) is paired in
     every class."""
@@ -215,6 +229,6 @@ def compare_methods(
             # pivot raises on a duplicated (fold, image_id, method): a pairing must be unique.
             wide = c.pivot(index=["fold", "image_id"], columns="method", values=value)
             wide = wide.reindex(columns=methods)
-            for row in _pairwise(wide, methods, "method", alpha):
+            for row in _pairwise_by_image(wide, methods, alpha):
                 rows.append({"dataset": dataset, "model": model, "class": cls, **row})
     return _adjusted(rows, ["dataset", "model", "class"], "method", adjust, METHOD_EXTRA)

@@ -21,9 +21,8 @@ from xaimed.images import UnreadableImage, read_image
 
 log = logging.getLogger("xaimed.tables")
 
-log = logging.getLogger("xaimed.tables")
-
 NO_PAIRS = "no pairs to compare"
+
 CLASSIFICATION_METRICS = ["accuracy", "f1_macro", "balanced_accuracy", "auroc_macro"]
 CAM_KEYS = ["dataset", "model", "method"]
 
@@ -53,13 +52,39 @@ def classification_table(fold_metrics: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def constant_counts(scores: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``keys`` (pred_name as ``class``): ``n_constant_maps``, the maps that are
+    constant (explain's ``constant_map``), over every fold and repeat; NA where the scores
+    predate that column (a rerun of the explain jobs fills it)."""
+    df = scores.rename(columns={"pred_name": "class"})
+    if "constant_map" not in df:
+        log.warning("scores have no constant_map column (older explain jobs): rerun them")
+        counts = df.groupby(list(keys), sort=True).size().reset_index()[list(keys)]
+        return counts.assign(n_constant_maps=pd.NA)
+    constant = df["constant_map"].astype(bool)
+    counts = df.assign(_constant=constant).groupby(list(keys), sort=True)["_constant"].sum()
+    return counts.rename("n_constant_maps").reset_index()
+
+
+def pool_repeats(scores: pd.DataFrame, values: Sequence[str]) -> pd.DataFrame:
+    """One row per dataset, model, method, predicted class and image: the mean of ``values``
+    over the folds that explained it. Under k-fold CV every image is explained once (rows
+    unchanged); under ``cv: predefined`` the repeats explain the same test images, which
+    would otherwise count as that many images."""
+    keys = [*CAM_KEYS, "pred_name", "image_id"]
+    return scores.groupby(keys, sort=True)[list(values)].mean().reset_index()
+
+
 def confidence_increase_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Confidence increase and ROAD per dataset, model, method and predicted class (`class`,
-    the class the CAM explains); increase_fraction = share of images whose confidence rose."""
-    df = scores.rename(columns={"pred_name": "class"})
-    ci = df["confidence_increase"]
+    the class the CAM explains); increase_fraction = share of images whose confidence rose.
+    An image explained by several repeats (``cv: predefined``) counts once, with its mean over
+    them (:func:`pool_repeats`); n_constant_maps counts the constant maps of every repeat."""
+    ci = scores["confidence_increase"]
     # NaN scores count neither as an increase nor in the denominator (mean skips NaN).
-    df = df.assign(_increase=ci.gt(0).astype(float).where(ci.notna()))
+    df = scores.assign(_increase=ci.gt(0).astype(float).where(ci.notna()))
+    df = pool_repeats(df, ["confidence_increase", "_increase", "road"])
+    df = df.rename(columns={"pred_name": "class"})
     table = _mean_sd(
         df,
         [*CAM_KEYS, "class"],
@@ -67,9 +92,10 @@ def confidence_increase_table(scores: pd.DataFrame) -> pd.DataFrame:
         {"confidence_increase": "confidence_increase", "_increase": "_increase", "road": "road"},
     )
     table = table.rename(columns={"_increase_mean": "increase_fraction"})
+    table = table.merge(constant_counts(scores, [*CAM_KEYS, "class"]), on=[*CAM_KEYS, "class"])
     return table.drop(columns="_increase_sd")[
         [*CAM_KEYS, "class", "n_images", "confidence_increase_mean", "confidence_increase_sd"]
-        + ["increase_fraction", "road_mean", "road_sd"]
+        + ["increase_fraction", "road_mean", "road_sd", "n_constant_maps"]
     ]
 
 

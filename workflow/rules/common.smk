@@ -1,5 +1,6 @@
 # The only home of workflow logic: config validation, the study's lists, wildcard constraints,
 # input functions and the final target list. No rules here.
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from snakemake.logging import logger
@@ -41,6 +42,14 @@ def trained(section):
 
 EXPLAIN_MODELS = trained("explain")
 METHODS = list(config["explain"]["methods"])
+# Every run, dry runs included, says where each explained model's CAMs are taken.
+for _model in EXPLAIN_MODELS:
+    logger.info(
+        f"CAM target layer of {_model}: "
+        + config["explain"]["target_layers"].get(
+            _model, "the default of xaimed.models.CAM_FAMILIES"
+        )
+    )
 FOLDS = list(range(config["folds"]))
 PHANTOM_DEFAULTS = {"n_per_class": 60, "phantom_size": 128}
 INGEST_DEFAULTS = {
