@@ -399,6 +399,24 @@ def _name_problems(config: dict) -> list[str]:
     return problems + _layer_problems(config, known) + _coarse_layer_problems(config)
 
 
+def _valid_map(found: Any) -> bool:
+    """A cached map-size measurement as ``measure`` writes it (see _coarse_layer_problems)."""
+
+    def side(value: Any) -> bool:
+        return isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)
+
+    return (
+        isinstance(found, dict)
+        and isinstance(found.get("layer"), str)
+        and (found.get("size") is None or side(found.get("size")))
+        and isinstance(found.get("finer"), list)
+        and all(
+            isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) and side(f[1])
+            for f in found["finer"]
+        )
+    )
+
+
 def _coarse_layer_problems(config: dict, minimum: int = 4) -> list[str]:
     """Explained (and trained) models whose CAM target layer (chosen or the registry's) gives
     maps smaller than ``minimum`` x ``minimum`` at ``image_size``: a 1x1 map makes every CAM
@@ -447,8 +465,10 @@ def _coarse_layer_problems(config: dict, minimum: int = 4) -> list[str]:
                 "finer": [[p, maps["sizes"][p]] for p in finer],
             }
 
-        found = _cached(f"cam-map-{name}-{image_size}-{layer or 'default'}-{minimum}", measure)
-        size = found.get("size") if isinstance(found, dict) else None
+        found = _cached(
+            f"cam-map-{name}-{image_size}-{layer or 'default'}-{minimum}", measure, _valid_map
+        )
+        size = found["size"]
         if size is None or min(size) >= minimum:
             continue  # a missing layer is _layer_problems'; a non-spatial output has no map
         finer = ", ".join(f"{p} ({h}x{w})" for p, (h, w) in found["finer"])
