@@ -4,6 +4,7 @@ class (table-driven); nothing damaged is read as valid."""
 from __future__ import annotations
 
 import copy
+import errno
 import logging
 import os
 import pickle
@@ -478,3 +479,46 @@ def test_out_of_memory_names_the_batch_size_and_the_keys_to_lower():
         _epoch_errors("chest", settings, 2, 5),
     ):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+# --------------------------------------------------------------------------- disk full
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB tmpfs: writes that do not fit fail with the kernel's own ENOSPC."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+DISK_FULL_CASES = {  # what raised before: none said "disk full" or named the file
+    "model file (torch: 'unexpected pos')": ("model.pt", _model),
+    "image store (NumPy: 'N requested and M written')": (
+        "images.npy",
+        lambda path: integrity.save_array(path, np.zeros((1000, 1000), dtype=np.uint8)),
+    ),
+    "parquet table (pyarrow: errno 28)": (
+        "t.parquet",
+        lambda path: integrity.write_parquet(pd.DataFrame({"x": np.arange(100_000.0)}), path),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DISK_FULL_CASES)
+def test_a_full_disk_names_the_file_and_keeps_what_was_there(case, full_disk):
+    name, write_big = DISK_FULL_CASES[case]
+    path = full_disk / name
+    (_table if name.endswith(".parquet") else _store)(path)  # a small earlier version
+    earlier = path.read_bytes()
+    with pytest.raises(OSError, match=rf"disk full \(ENOSPC\): cannot write {path} ") as error:
+        write_big(path)
+    assert error.value.errno == errno.ENOSPC
+    assert path.read_bytes() == earlier  # the earlier version is untouched
+    assert not [p.name for p in full_disk.iterdir() if p.name.endswith(".tmp")]

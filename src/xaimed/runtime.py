@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -87,15 +88,53 @@ def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO)
     return logging.getLogger("xaimed")
 
 
+# Less free than this after a failed write: the disk is full (the write stopped at its end).
+DISK_FULL_BYTES = 1 << 20
+
+
+def _free_bytes(directory: Path) -> int:
+    stat = os.statvfs(directory)
+    # root may use the blocks reserved for it; others may not
+    return (stat.f_bfree if os.geteuid() == 0 else stat.f_bavail) * stat.f_frsize
+
+
+def _disk_full(error: BaseException, directory: Path) -> bool:
+    """Whether a failed write ran out of space. pyarrow keeps ENOSPC, but NumPy ("N requested
+    and M written") and torch ("unexpected pos") drop it, so a file system left with (almost)
+    no free space after the failure counts too."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if not isinstance(error, OSError | RuntimeError):
+        return False
+    try:
+        return _free_bytes(directory) < DISK_FULL_BYTES
+    except OSError:
+        return False
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` into a temp file beside ``path``, then rename it into place: a killed job
-    never leaves a half-written output that looks complete."""
+    never leaves a half-written output that looks complete. Running out of space raises an
+    OSError(ENOSPC) that names ``path`` and says the disk is full."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except Exception as error:
+        full = _disk_full(error, path.parent)  # before the partial file frees its space
+        tmp.unlink(missing_ok=True)
+        if not full:
+            raise
+        raise OSError(
+            errno.ENOSPC,
+            f"disk full (ENOSPC): cannot write {path} ({type(error).__name__}: {error}); "
+            "nothing half-written was kept: free some space and rerun snakemake",
+        ) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
