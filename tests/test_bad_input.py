@@ -522,3 +522,54 @@ def test_a_full_disk_names_the_file_and_keeps_what_was_there(case, full_disk):
     assert error.value.errno == errno.ENOSPC
     assert path.read_bytes() == earlier  # the earlier version is untouched
     assert not [p.name for p in full_disk.iterdir() if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- class names
+
+CLASS_NAME_CASES = {  # name -> what went wrong before
+    "dollars (drawn as math text)": r"x$(id)$y",
+    "dollars that are no valid math (the figure failed)": r"a$\frac$b",
+    "newline (broke the Markdown row)": "two\nlines",
+    "pipe, emphasis and HTML": "a|*b*|<i>c</i>|_d_",
+    "CJK (empty boxes without a CJK font)": "肺炎",
+}
+
+
+@pytest.mark.parametrize("case", CLASS_NAME_CASES)
+def test_a_class_name_is_drawn_and_tabulated_as_plain_text(case, tmp_path, caplog):
+    from matplotlib import rcParams
+
+    from xaimed import plots
+    from xaimed.tables import to_markdown
+
+    name = CLASS_NAME_CASES[case]
+    predictions = pd.DataFrame({"model": "m", "label": [0, 0, 1, 1], "pred": [0, 1, 1, 1]}).assign(
+        label_name=lambda d: d["label"].map({0: name, 1: "healthy"})
+    )
+    with caplog.at_level(logging.WARNING, logger="xaimed.plots"):
+        plots.confusion_matrices(predictions, tmp_path / "confusion.png", "mine")
+    assert Image.open(tmp_path / "confusion.png").size[0] > 0
+    assert rcParams["text.parse_math"] is False
+    cjk_font = len(rcParams["font.sans-serif"]) > 1  # one of plots.CJK_FONTS is installed
+    if name.isalpha() and not name.isascii() and not cjk_font:
+        assert f"class {name!r}: no installed font draws" in caplog.text
+    else:
+        assert "no installed font draws" not in caplog.text
+
+    table = to_markdown(predictions[["label_name", "label"]].drop_duplicates())
+    rows = table.splitlines()
+    assert len(rows) == 2 + 2  # header, rule, one row per class: no row broken
+    for row in rows:  # three cell borders each: every other pipe is escaped
+        assert len(re.findall(r"(?<!\\)\|", row)) == 3, row
+    assert "$" not in table.replace(r"\$", "") and "<i>" not in table
+
+
+def test_the_decompression_bomb_warning_names_the_file(tmp_path, monkeypatch):
+    from xaimed.images import read_image
+    from xaimed.preprocess import load_mask
+
+    path = _png(tmp_path / "huge.png", np.zeros((300, 300), dtype=np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 300 // 2)  # PIL's limit, lowered
+    for read in (read_image, lambda p: load_mask(p, 32)):
+        with pytest.warns(Image.DecompressionBombWarning, match=rf"{path}: Image size"):
+            read(path)

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+import xaimed.plots  # noqa: F401 - its text set-up: labels as plain text, CJK fonts
 from xaimed import integrity
 from xaimed.stats import PROB_PREFIX
 from xaimed.tables import read_parquets
