@@ -55,3 +55,4 @@ rule all:
     default_target: True
     input:
         all_targets(),
+        intermediate_targets(),

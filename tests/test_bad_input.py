@@ -4,6 +4,7 @@ class (table-driven); nothing damaged is read as valid."""
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import logging
 import os
@@ -570,10 +571,9 @@ def test_damaged_tables_of_a_real_run_fail_their_readers_and_the_next_run_rebuil
         assert not (workdir / name).exists()
         assert (workdir / (name + ".corrupt")).is_file()
 
-    # The failed jobs' outputs are gone, so they and what they read are rebuilt. The
-    # collection is named too: the tables after it are intact (made from the intact file), and
-    # Snakemake does not rebuild an intermediate only because it is missing.
-    output = snakemake(workdir, "all", "results/explain/brain_mri/scores.parquet")
+    # No target named: the moved-aside files and everything made from them are rebuilt (every
+    # intermediate is a target of `all`, so also the collection, whose readers are intact).
+    output = snakemake(workdir)
     counts = job_counts(output)
     assert counts["explain"] == counts["fold_metrics"] == 1
     assert counts["collect_explanations"] == counts["classification_table"] == 1
@@ -725,3 +725,97 @@ def test_a_comparison_with_one_method_is_an_empty_table_that_says_so(tmp_path, c
         assert "(no pairs to compare" in (tmp_path / "t.md").read_text()
         assert "<p>(no pairs to compare" in (tmp_path / "t.html").read_text()
         assert pd.read_csv(tmp_path / "t.csv").empty
+
+
+# --------------------------------------------------------------------------- disk full
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB tmpfs: writes that do not fit fail with the kernel's own ENOSPC."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+DISK_FULL_CASES = {  # what raised before: none said "disk full" or named the file
+    "model file (torch: 'unexpected pos')": ("model.pt", _model),
+    "image store (NumPy: 'N requested and M written')": (
+        "images.npy",
+        lambda path: integrity.save_array(path, np.zeros((1000, 1000), dtype=np.uint8)),
+    ),
+    "parquet table (pyarrow: errno 28)": (
+        "t.parquet",
+        lambda path: integrity.write_parquet(pd.DataFrame({"x": np.arange(100_000.0)}), path),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DISK_FULL_CASES)
+def test_a_full_disk_names_the_file_and_keeps_what_was_there(case, full_disk):
+    name, write_big = DISK_FULL_CASES[case]
+    path = full_disk / name
+    (_table if name.endswith(".parquet") else _store)(path)  # a small earlier version
+    earlier = path.read_bytes()
+    with pytest.raises(OSError, match=rf"disk full \(ENOSPC\): cannot write {path} ") as error:
+        write_big(path)
+    assert error.value.errno == errno.ENOSPC
+    assert path.read_bytes() == earlier  # the earlier version is untouched
+    assert not [p.name for p in full_disk.iterdir() if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- class names
+
+CLASS_NAME_CASES = {  # name -> what went wrong before
+    "dollars (drawn as math text)": r"x$(id)$y",
+    "dollars that are no valid math (the figure failed)": r"a$\frac$b",
+    "newline (broke the Markdown row)": "two\nlines",
+    "pipe, emphasis and HTML": "a|*b*|<i>c</i>|_d_",
+    "CJK (empty boxes without a CJK font)": "肺炎",
+}
+
+
+@pytest.mark.parametrize("case", CLASS_NAME_CASES)
+def test_a_class_name_is_drawn_and_tabulated_as_plain_text(case, tmp_path, caplog):
+    from matplotlib import rcParams
+
+    from xaimed import plots
+    from xaimed.tables import to_markdown
+
+    name = CLASS_NAME_CASES[case]
+    predictions = pd.DataFrame({"model": "m", "label": [0, 0, 1, 1], "pred": [0, 1, 1, 1]}).assign(
+        label_name=lambda d: d["label"].map({0: name, 1: "healthy"})
+    )
+    with caplog.at_level(logging.WARNING, logger="xaimed.plots"):
+        plots.confusion_matrices(predictions, tmp_path / "confusion.png", "mine")
+    assert Image.open(tmp_path / "confusion.png").size[0] > 0
+    assert rcParams["text.parse_math"] is False
+    cjk_font = len(rcParams["font.sans-serif"]) > 1  # one of plots.CJK_FONTS is installed
+    if name.isalpha() and not name.isascii() and not cjk_font:
+        assert f"class {name!r}: no installed font draws" in caplog.text
+    else:
+        assert "no installed font draws" not in caplog.text
+
+    table = to_markdown(predictions[["label_name", "label"]].drop_duplicates())
+    rows = table.splitlines()
+    assert len(rows) == 2 + 2  # header, rule, one row per class: no row broken
+    for row in rows:  # three cell borders each: every other pipe is escaped
+        assert len(re.findall(r"(?<!\\)\|", row)) == 3, row
+    assert "$" not in table.replace(r"\$", "") and "<i>" not in table
+
+
+def test_the_decompression_bomb_warning_names_the_file(tmp_path, monkeypatch):
+    from xaimed.images import read_image
+    from xaimed.preprocess import load_mask
+
+    path = _png(tmp_path / "huge.png", np.zeros((300, 300), dtype=np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 300 // 2)  # PIL's limit, lowered
+    for read in (read_image, lambda p: load_mask(p, 32)):
+        with pytest.warns(Image.DecompressionBombWarning, match=rf"{path}: Image size"):
+            read(path)

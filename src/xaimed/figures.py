@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+import xaimed.plots  # noqa: F401 - its text set-up: labels as plain text, CJK fonts
 from xaimed import integrity
 from xaimed.scores import constant_maps
 from xaimed.stats import PROB_PREFIX

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+import xaimed.plots  # noqa: F401 - its text set-up: labels as plain text, CJK fonts
 from xaimed.shift import CORRUPTIONS, IN_DOMAIN
 from xaimed.stats import holm, paired_ttest
 

@@ -7,7 +7,10 @@ written ``file.npz#<split>/<index>``. Whatever the source, :func:`read_image` re
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +78,24 @@ def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
     return np.round((values - low) / (high - low) * 255).astype(np.uint8)
 
 
+@contextlib.contextmanager
+def open_image(path: str | Path) -> Iterator[Image.Image]:
+    """``Image.open``, whose decompression-bomb warning names the file (PIL's does not)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        handle = Image.open(path)
+    for warning in caught:
+        message = warning.message
+        if issubclass(warning.category, Image.DecompressionBombWarning):
+            message = f"{path}: {message}"
+        warnings.warn(message, warning.category, stacklevel=3)
+    with handle:
+        yield handle
+
+
 def _read_pil(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as handle:
+        with open_image(path) as handle:
             handle.load()  # decode everything now: a truncated file fails here, not later
             image = handle
             if image.mode in ("1", "L", "RGB"):

@@ -11,7 +11,9 @@
 
 A reader that finds a bad file moves it aside to ``<file>.corrupt`` and raises
 :class:`CorruptFileError` naming it: the job fails, and the next ``snakemake`` run sees the
-file missing and rebuilds it (the moved copy is kept for inspection).
+file missing and rebuilds it and everything made from it (every intermediate is a target of
+``rule all``, see ``intermediate_targets`` in common.smk); the moved copy is kept for
+inspection.
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ def quarantine(path: str | os.PathLike, reason: str) -> CorruptFileError:
     aside = path.with_name(path.name + ".corrupt")
     try:
         os.replace(path, aside)
-        moved = f"moved to {aside}; rerun snakemake to rebuild it"
+        moved = (
+            f"moved to {aside} (kept for inspection); the next `snakemake` run rebuilds it "
+            "and everything made from it"
+        )
     except OSError:
-        moved = "delete it and rerun snakemake to rebuild it"
+        moved = "delete it: the next `snakemake` run then rebuilds it and everything made from it"
     message = f"{path} is truncated or corrupt ({reason}); it was not used: {moved}"
     log.error(message)
     return CorruptFileError(message)

@@ -8,12 +8,16 @@ AUCs, intervals, groups of a CD diagram) return it, so the drawn numbers can be 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
@@ -25,6 +29,75 @@ from xaimed.stats import PROB_PREFIX
 DPI = 100
 PANEL_INCHES = 3.2
 Pathish = str | PathLike
+
+log = logging.getLogger("xaimed.plots")
+
+# Fonts that draw CJK text, tried in this order after DejaVu Sans where installed.
+CJK_FONTS = (
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK TC",
+    "Noto Sans CJK KR",
+    "Source Han Sans",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+    "IPAGothic",
+    "IPAexGothic",
+    "AR PL UMing CN",
+    "Unifont",
+    "Microsoft YaHei",
+    "SimHei",
+    "Hiragino Sans",
+    "PingFang SC",
+    "Arial Unicode MS",
+)
+
+
+def set_up_text() -> None:
+    """How every figure draws text (xaimed.figures, quality_figures and generalise_report
+    import this module for it). Labels are data (class, dataset, model names): drawn as
+    written, never as mathtext (a class 'x$(id)$y' would be set as a formula); matplotlib falls
+    back glyph by glyph along the font list, so an installed CJK font draws what DejaVu lacks."""
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    matplotlib.rcParams["text.parse_math"] = False
+    matplotlib.rcParams["font.family"] = ["sans-serif"]
+    matplotlib.rcParams["font.sans-serif"] = [
+        "DejaVu Sans",
+        *(name for name in CJK_FONTS if name in installed),
+    ]
+
+
+set_up_text()
+
+
+@functools.cache
+def _drawable_characters(fonts: tuple[str, ...]) -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
+    codes: set[int] = set()
+    for name in fonts:
+        path = font_manager.findfont(
+            font_manager.FontProperties(family=name), fallback_to_default=False
+        )
+        codes.update(FT2Font(path).get_charmap())
+    return frozenset(codes)
+
+
+def check_glyphs(labels: Iterable[object], what: str = "class") -> None:
+    """Log each label that has characters no configured font draws (they come out as empty
+    boxes), naming it, so that the figure is not silently wrong."""
+    codes = _drawable_characters(tuple(matplotlib.rcParams["font.sans-serif"]))
+    for label in labels:
+        missing = sorted({c for c in str(label) if not c.isspace() and ord(c) not in codes})
+        if missing:
+            log.warning(
+                "%s %r: no installed font draws %s; they show as empty boxes in the figures "
+                "(install a CJK font such as Noto Sans CJK, e.g. the fonts-noto-cjk package)",
+                what,
+                str(label),
+                " ".join(missing),
+            )
 
 
 def _save(fig: Figure, out_png: Pathish) -> None:
@@ -48,7 +121,9 @@ def _panels(n: int, title: str, ncols: int | None = None, height: float = PANEL_
 def _classes(predictions: pd.DataFrame) -> list[str]:
     """Class names in label order."""
     names = predictions.drop_duplicates("label").sort_values("label")["label_name"]
-    return [str(n) for n in names]
+    names = [str(n) for n in names]
+    check_glyphs(names)
+    return names
 
 
 # --- Data ------------------------------------------------------------------------------
@@ -61,6 +136,7 @@ def data_examples(
     manifest = integrity.read_parquet(manifest_path)
     images = integrity.load_array(images_path)
     classes = manifest.drop_duplicates("label").sort_values("label")
+    check_glyphs(classes["label_name"])
     fig = Figure(figsize=(1.6 * per_class, 1.6 * len(classes) + 0.4), dpi=DPI)
     axes = fig.subplots(len(classes), per_class, squeeze=False)
     fig.suptitle(title)
@@ -273,6 +349,7 @@ def confidence_increase_plot(
     for ax, model in zip(axes, models, strict=True):
         s = scores[scores["model"] == model].assign(_class=lambda d: d["pred_name"].astype(str))
         classes = sorted(s["_class"].unique())
+        check_glyphs(classes)
         for j, method in enumerate(methods):
             points = []
             for c in classes:

@@ -15,7 +15,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from xaimed import integrity
-from xaimed.images import read_image, to_rgb
+from xaimed.images import open_image, read_image, to_rgb
 
 log = logging.getLogger("xaimed.preprocess")
 
@@ -44,7 +44,7 @@ def load_mask(path: str | Path | None, size: int) -> np.ndarray:
     """A lesion mask as uint8 (size, size) of 0/1; zeros when there is no mask."""
     if path is None or (isinstance(path, float) and np.isnan(path)):
         return np.zeros((size, size), dtype=np.uint8)
-    with Image.open(path) as handle:
+    with open_image(path) as handle:
         mask = handle.convert("L")
     mask = _square(mask, 0).resize((size, size), Image.Resampling.BILINEAR)
     return (np.asarray(mask) >= 128).astype(np.uint8)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+import xaimed.plots  # noqa: F401 - its text set-up: labels as plain text, CJK fonts
 from xaimed.localisation import BASELINES
 from xaimed.quality import LOCALISATION_METRICS
 

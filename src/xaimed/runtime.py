@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import signal
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -84,18 +88,130 @@ def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO)
         sys.__excepthook__(kind, error, trace)
 
     sys.excepthook = log_uncaught
+    if log_path:  # a job of the workflow (only these get a log file)
+        stop_with_snakemake()
     return logging.getLogger("xaimed")
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, start time) of a process from /proc, or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and brackets
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def _is_snakemake(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(Path(arg.decode(errors="replace")).name == "snakemake" for arg in argv)
+
+
+def _watched_parent() -> tuple[int, int] | None:
+    """(pid, start time) of the nearest Snakemake process this one descends from; else (say,
+    Snakemake's API in a notebook) of the parent itself; None when that is gone already."""
+    pid = os.getppid()
+    while pid > 1:
+        stat = _proc_stat(pid)
+        if stat is None:
+            break
+        if _is_snakemake(pid):
+            return pid, stat[2]
+        pid = stat[1]
+    stat = _proc_stat(os.getppid())
+    return None if stat is None else (os.getppid(), stat[2])
+
+
+def _alive(pid: int, started: int) -> bool:
+    stat = _proc_stat(pid)
+    # a zombie is dead (its parent has not reaped it yet); a new start time is another process
+    return stat is not None and stat[0] not in "ZX" and stat[2] == started
+
+
+def stop_with_snakemake(poll_seconds: float = 1.0, grace_seconds: float = 30.0) -> None:
+    """Stop this job when the Snakemake that runs it dies (``kill -9``, a lost login): an
+    orphaned job would otherwise go on writing the outputs that the rerun's job writes too.
+    The job is interrupted like Ctrl-C (its temp files are removed), and ended after
+    ``grace_seconds`` if it does not stop. Linux only (reads /proc); does nothing elsewhere."""
+    if not Path("/proc/self/stat").is_file():
+        return
+    parent = _watched_parent()
+    log = logging.getLogger("xaimed.runtime")
+    if parent is None or parent[0] == 1:
+        # Started by Snakemake (from its .snakemake/scripts), yet orphaned: it died while this
+        # job was starting.
+        if Path(sys.argv[0]).parent.match(".snakemake/scripts"):
+            log.critical("the Snakemake that started this job is gone: stopping this job")
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        while _alive(*parent):
+            time.sleep(poll_seconds)
+        log.critical(
+            "Snakemake (pid %d) is gone: stopping this job, so that the rerun's job is the "
+            "only one writing its outputs",
+            parent[0],
+        )
+        # A real SIGINT to the main thread: it also breaks a blocking call (sleep, read)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        time.sleep(grace_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="stop-with-snakemake", daemon=True).start()
+
+
+# Less free than this after a failed write: the disk is full (the write stopped at its end).
+DISK_FULL_BYTES = 1 << 20
+
+
+def _free_bytes(directory: Path) -> int:
+    stat = os.statvfs(directory)
+    # root may use the blocks reserved for it; others may not
+    return (stat.f_bfree if os.geteuid() == 0 else stat.f_bavail) * stat.f_frsize
+
+
+def _disk_full(error: BaseException, directory: Path) -> bool:
+    """Whether a failed write ran out of space. pyarrow keeps ENOSPC, but NumPy ("N requested
+    and M written") and torch ("unexpected pos") drop it, so a file system left with (almost)
+    no free space after the failure counts too."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if not isinstance(error, OSError | RuntimeError):
+        return False
+    try:
+        return _free_bytes(directory) < DISK_FULL_BYTES
+    except OSError:
+        return False
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` into a temp file beside ``path``, then rename it into place: a killed job
-    never leaves a half-written output that looks complete."""
+    never leaves a half-written output that looks complete. Running out of space raises an
+    OSError(ENOSPC) that names ``path`` and says the disk is full."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except Exception as error:
+        full = _disk_full(error, path.parent)  # before the partial file frees its space
+        tmp.unlink(missing_ok=True)
+        if not full:
+            raise
+        raise OSError(
+            errno.ENOSPC,
+            f"disk full (ENOSPC): cannot write {path} ({type(error).__name__}: {error}); "
+            "nothing half-written was kept: free some space and rerun snakemake",
+        ) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

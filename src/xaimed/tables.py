@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from os import PathLike
 from pathlib import Path
@@ -116,9 +117,16 @@ def _text(value: object) -> str:
     return str(value)
 
 
+# What Markdown (GitHub's, with its $ math) reads as markup in a cell; an underscore only
+# where it could open or close emphasis (not inside a word like brain_mri).
+_MARKUP = re.compile(r"[\\`*\[\]$~|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
+
 def _cell(value: object) -> str:
-    """Markdown cell text: as _text, pipes escaped."""
-    return _text(value).replace("|", r"\|")
+    """Markdown cell text: as _text, markup characters backslash-escaped, ``<`` as an entity
+    (no HTML), line breaks as ``<br>`` (a newline would end the table row)."""
+    text = _MARKUP.sub(lambda m: "\\" + m[0], _text(value).replace("<", "&lt;"))
+    return re.sub(r"\r\n|\r|\n", "<br>", text)
 
 
 def to_markdown(df: pd.DataFrame) -> str:

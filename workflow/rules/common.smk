@@ -474,3 +474,44 @@ def quality_targets():
     return expand(
         "results/tables/{table}.{ext}", table=QUALITY_TABLES, ext=["csv", "md"]
     ) + expand("results/figures/localisation_{dataset}.png", dataset=DATASETS)
+
+
+def intermediate_targets():
+    """Every file a later job reads. Snakemake rebuilds a missing intermediate only when a job
+    that reads it has to run; as targets of `all`, one deleted by hand or moved aside as
+    corrupt by its reader is rebuilt by a plain `snakemake`, and so is everything made from it.
+    """
+    files = []
+    for dataset in DATASETS:
+        files += data_files(dataset).values()
+        files.append(f"results/data/{dataset}/masks.npy")
+        files.append(f"results/data/{dataset}/duplicates.parquet")
+        if is_phantom(dataset):
+            files.append(f"results/phantoms/{dataset}")
+    files += expand(
+        "results/train/{dataset}/{model}/fold{fold}/{name}",
+        dataset=DATASETS,
+        model=MODELS,
+        fold=FOLDS,
+        name=["model.pt", "history.parquet", "predictions.parquet"],
+    )
+    stats = ["fold_metrics", "ttest_models", "friedman", "nemenyi", "ranks"]
+    if EXPLAIN_MODELS:
+        files += expand(
+            "results/explain/{dataset}/{model}/fold{fold}/{method}/{name}",
+            dataset=DATASETS,
+            model=EXPLAIN_MODELS,
+            fold=FOLDS,
+            method=METHODS,
+            name=["scores.parquet", "cams.npz", "sanity.parquet"],
+        )
+        files += expand(
+            "results/explain/{dataset}/{model}/fold{fold}/baselines/scores.parquet",
+            dataset=DATASETS,
+            model=EXPLAIN_MODELS,
+            fold=FOLDS,
+        )
+        files += collected(["scores", "sanity", "baselines"])
+        stats.append("ttest_methods")
+    files += expand("results/stats/{name}.parquet", name=stats)
+    return files + all_generalise_metrics() + all_cam_stability()
