@@ -26,6 +26,7 @@ from xaimed.images import (
     DICOM_SUFFIXES,
     IMAGE_SUFFIXES,
     UnreadableImage,
+    has_dicom_preamble,
     npz_source,
     perceptual_hash,
     read_image,
@@ -207,7 +208,7 @@ def imagefolder_entries(
                         mask_files.add(str(image))  # a mask, found through its image
                         continue
                     image_id = relative.with_suffix("").as_posix()
-                elif _has_dicom_preamble(image):
+                elif has_dicom_preamble(image):
                     image_id = relative.as_posix()  # DICOM names are often dotted UIDs
                 else:
                     skipped.append(image)
@@ -265,15 +266,6 @@ def _compile_group_pattern(pattern: str | None) -> re.Pattern | None:
     if compiled.groups < 1:
         raise ValueError(f"group_pattern {pattern!r} needs a group (...) for the patient id")
     return compiled
-
-
-def _has_dicom_preamble(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _find_metadata(root: Path) -> Path:

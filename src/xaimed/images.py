@@ -32,8 +32,11 @@ def npz_source(path: str | Path, split: str, index: int) -> str:
 
 def is_dicom(path: Path) -> bool:
     """A .dcm/.dicom suffix, or the DICOM preamble's ``DICM`` magic (files often lack a suffix)."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
+    return path.suffix.lower() in DICOM_SUFFIXES or has_dicom_preamble(path)
+
+
+def has_dicom_preamble(path: Path) -> bool:
+    """``DICM`` at byte 128, where every DICOM Part 10 file carries it."""
     try:
         with open(path, "rb") as handle:
             handle.seek(128)
