@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 8
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format dry-run clean slurm-up
+.PHONY: run test lint format dry-run clean slurm-up slurm-down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,7 @@ clean:
 # tests/test_slurm.py; a second call leaves a running cluster alone.
 slurm-up:
 	.ci/slurm-up
+
+# Stop that cluster (slurmd, slurmctld, munged); `make slurm-up` starts it again.
+slurm-down:
+	.ci/slurm-down
