@@ -1,4 +1,18 @@
+import os
+import sys
+
 from snakemake.utils import min_version
+
+# The library of this checkout, installed or not, for Snakemake and every job: scripts inherit
+# PYTHONPATH, and, in a conda environment (where Snakemake drops PYTHONPATH), Snakemake's own
+# sys.path, which its script preamble appends. envs/xaimed.yaml therefore lists no xaimed.
+XAIMED_SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, XAIMED_SRC)
+_pythonpath = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+if _pythonpath[0] != XAIMED_SRC:  # once, also in cluster jobs, which inherit it
+    os.environ.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [XAIMED_SRC, *_pythonpath]))
+    )
 
 from xaimed.config_check import check_config_files
 
