@@ -15,6 +15,7 @@ if _pythonpath[0] != XAIMED_SRC:  # once, also in cluster jobs, which inherit it
     )
 
 from xaimed.config_check import check_config_files
+from xaimed.config_record import check_config_record, write_config_record
 
 min_version("9.0")
 
@@ -26,6 +27,17 @@ if not workflow.overwrite_configfiles:
     check_config_files(["config/config.yaml"])
 
     configfile: "config/config.yaml"
+
+
+# Results are kept per config: another config's run into this results/ is refused before any
+# job (jobs on a cluster re-read this file: only the main process checks and records).
+if workflow.is_main_process:
+    check_config_record(workflow.configfiles, workflow.main_snakefile)
+
+
+onstart:
+    # onstart runs only when jobs start: dry runs, --lint and "nothing to be done" record nothing
+    write_config_record(workflow.configfiles)
 
 
 report: "workflow/report/workflow.rst"

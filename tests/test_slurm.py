@@ -225,8 +225,12 @@ def test_profile_asks_for_gpus_for_training_and_cams_only(tmp_path):
 @pytest.mark.workflow
 def test_changing_one_models_learning_rate_reruns_only_its_jobs(tiny_run, tmp_path):
     changed = {**TINY, "training": {**TINY["training"], "models": {"resnet18": {"lr": 0.01}}}}
-    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
-    output = snakemake(tiny_run, "--dry-run", config=str(tmp_path / "changed.yaml"))
+    # the study's own config edited (another config file into its results/ is refused), on a
+    # copy: the shared run stays intact
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(changed))
+    output = snakemake(workdir, "--dry-run")
     n_datasets, n_folds = len(TINY["datasets"]), TINY["folds"]
     counts = job_counts(output)
     assert counts.pop("total") == sum(counts.values())
