@@ -31,6 +31,17 @@ def _texts(ax) -> list[matplotlib.text.Text]:
     return [t for t in texts if t.get_visible() and t.get_text().strip()]
 
 
+def _tick_labels(ax) -> list[matplotlib.text.Text]:
+    """The tick labels drawn: those of ticks inside the axis' view (the others are skipped)."""
+    labels = []
+    for axis in (ax.xaxis, ax.yaxis):
+        low, high = sorted(axis.get_view_interval())
+        for tick in axis.get_major_ticks():
+            if low - 1e-9 <= tick.get_loc() <= high + 1e-9:
+                labels += [tick.label1, tick.label2]
+    return labels
+
+
 def clipped(fig: Figure) -> list[str]:
     """Texts (and panels with their tick labels and legends) that reach past the figure."""
     fig.draw_without_rendering()  # lays the figure out as savefig did
@@ -44,7 +55,7 @@ def clipped(fig: Figure) -> list[str]:
     for ax in fig.axes:
         if not ax.get_visible():
             continue
-        for artist in [*_texts(ax), *ax.get_xticklabels(), *ax.get_yticklabels()]:
+        for artist in [*_texts(ax), *_tick_labels(ax)]:
             if not artist.get_visible() or not artist.get_text().strip():
                 continue
             box = artist.get_window_extent(renderer)

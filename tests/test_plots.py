@@ -184,3 +184,20 @@ def test_figures_keep_titles_and_legends_readable(tmp_path, saved_figures):
     for fig in saved_figures:
         assert clipped(fig) == [], fig.get_suptitle()
         assert covering(fig) == [], fig.get_suptitle()
+
+
+def test_generalisation_figure_keeps_its_legend_off_the_curves(tmp_path, saved_figures):
+    from xaimed.generalise_report import generalisation_figure
+    from xaimed.shift import CORRUPTIONS, IN_DOMAIN
+
+    rows = [
+        {"dataset": "skin_lesion", "model": model, "cv": "kfold", "shift": shift}
+        | {"severity": severity, "accuracy": 0.9 - 0.1 * severity}
+        for model in ("resnet50", "efficientnet_b0_pretrained_imagenet")
+        for shift, severity in [(IN_DOMAIN, 0)] + [(c, s) for c in CORRUPTIONS for s in (1, 5)]
+    ]
+    generalisation_figure(pd.DataFrame(rows), "skin_lesion", tmp_path / "g.png")
+    (fig,) = saved_figures
+    assert fig.axes[0].get_lines()  # the curves are drawn
+    assert clipped(fig) == []
+    assert covering(fig) == []
