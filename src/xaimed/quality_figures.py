@@ -94,7 +94,9 @@ def localisation_figure(
                 x, methods["mean"], yerr=methods["sem"].fillna(0), color="tab:blue", alpha=0.8
             )
             # the value on every bar: a mean of 0.00 draws no bar and would read as missing
-            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+            for label in ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2):
+                # readable where a baseline's line crosses it
+                label.set_bbox({"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
             ax.set_xticks(x, methods["map"], rotation=45, ha="right", fontsize=7)
             for baseline in BASELINES:
                 line = part[(part["kind"] == "baseline") & (part["map"] == baseline)]
