@@ -63,9 +63,9 @@ def test_report_is_self_contained(report):
     # every table of the run is in the report as an HTML page, not only as a CSV download
     tables = sorted(report.parent.glob("tables/*.csv"))
     assert len(tables) >= 17
-    for table in tables:
-        assert f"results/tables/{table.stem}.html" in page, table.name
-        assert f"results/tables/{table.name}" not in page, table.name
+    for table in tables:  # a result's entry: "<path>": {"name": ...
+        assert f'"results/tables/{table.stem}.html": {{"name"' in page, table.name
+        assert f'"results/tables/{table.name}": {{"name"' not in page, table.name
 
 
 @pytest.fixture(scope="module")

@@ -90,13 +90,20 @@ def localisation_figure(
                 ax.set_xticks([])
                 continue
             x = np.arange(len(methods))
-            bars = ax.bar(
-                x, methods["mean"], yerr=methods["sem"].fillna(0), color="tab:blue", alpha=0.8
-            )
-            # the value on every bar: a mean of 0.00 draws no bar and would read as missing
-            for label in ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2):
-                # readable where a baseline's line crosses it
-                label.set_bbox({"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+            sem = methods["sem"].fillna(0).to_numpy()
+            ax.bar(x, methods["mean"], yerr=sem, color="tab:blue", alpha=0.8)
+            # the value of every bar, above its error bar: a mean of 0.00 draws no bar and
+            # would read as missing; a white ground keeps it readable over a baseline's line
+            for xi, mean, error in zip(x, methods["mean"], sem, strict=True):
+                ax.text(
+                    xi,
+                    min(mean + error, 1.0) + 0.02,
+                    f"{mean:.2f}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+                )
             ax.set_xticks(x, methods["map"], rotation=45, ha="right", fontsize=7)
             for baseline in BASELINES:
                 line = part[(part["kind"] == "baseline") & (part["map"] == baseline)]
