@@ -7,16 +7,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests import readable
+from tests.readable import clipped, covering
 from xaimed import figures
 from xaimed.figures import cam_gallery, load_cams
+
+saved_figures = readable.saved_figures  # the fixture, for this module
 
 H = W = 16
 CLASSES = ["benign", "malignant", "normal"]
 
 
-def _write_inputs(tmp_path):
+def _write_inputs(tmp_path, prefix=""):
     """7 images, 3 classes, 2 folds. Class 'normal' has no correct prediction."""
-    ids = [f"img{i}" for i in range(7)]
+    ids = [f"{prefix}img{i}" for i in range(7)]
     label = [0, 0, 0, 1, 1, 2, 2]
     fold = [0, 1, 1, 0, 1, 0, 1]
     pred = [0, 0, 0, 1, 1, 0, 1]
@@ -53,7 +57,7 @@ def _write_inputs(tmp_path):
         pred_paths.append(str(path))
 
     cams_paths = {}
-    for method, missing in (("gradcam", set()), ("scorecam", {"img1"})):
+    for method, missing in (("gradcam", set()), ("scorecam", {ids[1]})):
         cams_paths[method] = []
         for f in (0, 1):
             rows = [i for i in range(7) if fold[i] == f and ids[i] not in missing]
@@ -205,3 +209,58 @@ def test_localisation_figure_says_no_lesion_masks_only_without_masks(tmp_path, c
     no_masks = scores.assign(pointing_game=np.nan, energy_pointing_game=np.nan)
     localisation_figure(no_masks, baselines.iloc[:0], tmp_path / "none.png", "toy")
     assert caplog.text.count("no lesion masks") == 3
+
+
+def test_cam_gallery_captions_stay_inside_and_off_the_next_image(tmp_path, saved_figures):
+    """Long image ids (as ISIC's) under each image: wrapped inside the figure, never over the
+    image below or beside."""
+    cams_paths, pred_paths = _write_inputs(
+        tmp_path, prefix="HAM10000_images_part_1/ISIC_0024306_dermoscopy_"
+    )
+    out = tmp_path / "long.png"
+    cam_gallery(
+        tmp_path / "images.npy",
+        tmp_path / "manifest.parquet",
+        cams_paths,
+        pred_paths,
+        out,
+        title="skin_lesion_dermoscopy_2019: efficientnet_b0",
+    )
+    (fig,) = saved_figures
+    assert "ISIC_0024306_dermoscopy" in fig.axes[0].xaxis.label.get_text().replace("\n", "")
+    assert clipped(fig) == []
+    assert covering(fig) == []
+
+
+def test_localisation_figure_labels_bars_and_keeps_the_legend_off_the_data(tmp_path, saved_figures):
+    from xaimed.quality_figures import localisation_figure
+
+    keys = {"dataset": "toy", "fold": 0, "image_id": ["a", "b"], "pred_name": "x"}
+    scores = pd.concat(
+        pd.DataFrame(
+            {
+                **keys,
+                "model": model,
+                "method": method,
+                "pointing_game": value,
+                "energy_pointing_game": value,
+                "iou_top_k": value,
+            }
+        )
+        for model in ("resnet50", "efficientnet_b0_pretrained_imagenet")
+        for method, value in (("gradcam", 0.0), ("layercam", 1.0))
+    )
+    baselines = pd.concat(
+        scores[scores["method"] == "gradcam"]
+        .drop(columns="method")
+        .assign(baseline=name, pointing_game=v, energy_pointing_game=v, iou_top_k=v)
+        for name, v in (("random", 0.3), ("centre", 0.5), ("mask", 1.0))
+    )
+    means = localisation_figure(scores, baselines, tmp_path / "loc.png", "skin_lesion: maps")
+    assert (means.loc[means["map"] == "gradcam", "mean"] == 0).all()  # bars of height 0
+    (fig,) = saved_figures
+    for ax in fig.axes:  # every bar's value is written on the panel, 0.00 included
+        labels = sorted(t.get_text() for t in ax.texts if t.get_visible())
+        assert labels == ["0.00", "1.00"], ax.get_title()
+    assert clipped(fig) == []
+    assert covering(fig) == []

@@ -11,8 +11,12 @@ from PIL import Image
 from scipy import stats as sps
 from sklearn import metrics as skm
 
+from tests import readable
+from tests.readable import clipped, covering, error_bar_span
 from xaimed import plots
 from xaimed.ranks import rank_models
+
+saved_figures = readable.saved_figures  # the fixture, for this module
 
 DEMSAR = {"C4.5": 3.143, "C4.5+m": 2.000, "C4.5+cf": 2.893, "C4.5+m+cf": 1.964}
 
@@ -115,7 +119,10 @@ def _scores() -> pd.DataFrame:
                     "method": method,
                     "image_id": f"img{i}",
                     "pred_name": "pos" if i < 6 else "neg",
-                    "confidence_increase": rng.normal(0.1 if method == "gradcam" else -0.1),
+                    # a difference of two probabilities: in [-1, 1]
+                    "confidence_increase": np.clip(
+                        rng.normal(0.1 if method == "gradcam" else -0.1, 0.3), -1, 1
+                    ),
                     "seconds": rng.uniform(0.01, 0.02),
                 }
             )
@@ -139,3 +146,58 @@ def test_confidence_increase_and_timing_intervals(tmp_path):
     seconds = scores.loc[scores["method"] == "layercam", "seconds"]
     assert timing.loc["layercam", "mean"] == pytest.approx(seconds.mean())
     _png_size(tmp_path / "t.png")
+
+
+def test_confidence_increase_intervals_stay_in_the_scores_range(tmp_path, saved_figures):
+    # Three images far apart: the t-interval of their mean reaches past -1 and 1.
+    scores = _scores().groupby(["method", "pred_name"]).head(3).reset_index(drop=True)
+    scores.loc[scores["method"] == "gradcam", "confidence_increase"] = [-0.9, 0.9, 0.95] * 2
+    values = scores.loc[scores["method"] == "gradcam", "confidence_increase"].iloc[:3]
+    t_low, t_high = sps.t.interval(0.95, 2, loc=values.mean(), scale=sps.sem(values))
+    assert t_low < -1 and t_high > 1  # the unclipped interval is impossible
+    drawn = plots.confidence_increase_plot(scores, tmp_path / "ci.png", "d")
+    assert drawn["ci_low"].min() == -1 and drawn["ci_high"].max() == 1
+    low, high = error_bar_span(saved_figures[-1])
+    assert low >= -1 - 1e-9 and high <= 1 + 1e-9
+
+
+def _long_names(scores: pd.DataFrame) -> pd.DataFrame:
+    return scores.assign(
+        dataset="skin_lesion_dermoscopy_2019", model="efficientnet_b0_pretrained_imagenet"
+    )
+
+
+def test_figures_keep_titles_and_legends_readable(tmp_path, saved_figures):
+    """One explained model (the narrowest figures) and long names: no text reaches past the
+    figure, no legend lies over a panel."""
+    scores = _long_names(_scores())
+    plots.confidence_increase_plot(
+        scores,
+        tmp_path / "ci.png",
+        "skin_lesion_dermoscopy_2019: confidence increase (mean and CI)",
+    )
+    plots.timing_plot(scores, tmp_path / "t.png", "CAM seconds per image (mean and CI)")
+    preds = _predictions()
+    plots.confusion_matrices(preds, tmp_path / "c.png", "a_long_dataset_name: confusion")
+    plots.roc_curves(preds, tmp_path / "r.png", "a_long_dataset_name: ROC curves")
+    assert len(saved_figures) == 4
+    for fig in saved_figures:
+        assert clipped(fig) == [], fig.get_suptitle()
+        assert covering(fig) == [], fig.get_suptitle()
+
+
+def test_generalisation_figure_keeps_its_legend_off_the_curves(tmp_path, saved_figures):
+    from xaimed.generalise_report import generalisation_figure
+    from xaimed.shift import CORRUPTIONS, IN_DOMAIN
+
+    rows = [
+        {"dataset": "skin_lesion", "model": model, "cv": "kfold", "shift": shift}
+        | {"severity": severity, "accuracy": 0.9 - 0.1 * severity}
+        for model in ("resnet50", "efficientnet_b0_pretrained_imagenet")
+        for shift, severity in [(IN_DOMAIN, 0)] + [(c, s) for c in CORRUPTIONS for s in (1, 5)]
+    ]
+    generalisation_figure(pd.DataFrame(rows), "skin_lesion", tmp_path / "g.png")
+    (fig,) = saved_figures
+    assert fig.axes[0].get_lines()  # the curves are drawn
+    assert clipped(fig) == []
+    assert covering(fig) == []

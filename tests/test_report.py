@@ -1,5 +1,6 @@
 """`snakemake --report` on the tiny run, opened in headless Chromium: the page loads without
-errors, shows the four result categories, a CAM gallery image and a table rendered as HTML.
+errors, shows the six result categories in the study's order, a CAM gallery image and every
+table rendered as HTML.
 
 Needs Debian's chromium and chromium-driver (.ci/run installs them) and selenium (the `test`
 extra). Without them the browser test is skipped, unless XAIMED_REQUIRE_CHROMIUM is set (CI).
@@ -21,7 +22,15 @@ pytestmark = pytest.mark.workflow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-CATEGORIES = ["Data", "Training", "Explanations", "Statistical tests"]
+# the study's order, which the report's menu (sorted by name) shows thanks to the numbers
+CATEGORIES = [
+    "1. Data",
+    "2. Training",
+    "3. Explanations",
+    "4. Explanation quality",
+    "5. Generalisation",
+    "6. Statistical tests",
+]
 # The network is closed: without these flags Chromium waits on updates, sync and QUIC.
 FLAGS = [
     "--headless",
@@ -51,6 +60,12 @@ def test_report_is_self_contained(report):
         assert name in page
     # captions rendered without reStructuredText warnings (e.g. duplicate link targets)
     assert "System Message" not in page and "Duplicate explicit target" not in page
+    # every table of the run is in the report as an HTML page, not only as a CSV download
+    tables = sorted(report.parent.glob("tables/*.csv"))
+    assert len(tables) >= 17
+    for table in tables:  # a result's entry: "<path>": {"name": ...
+        assert f'"results/tables/{table.stem}.html": {{"name"' in page, table.name
+        assert f'"results/tables/{table.name}": {{"name"' not in page, table.name
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +116,29 @@ def test_report_in_headless_chromium(report, browser, tmp_path_factory):
     browser.get(url)
     body = browser.find_element(By.TAG_NAME, "body")
     WebDriverWait(browser, 20).until(lambda d: "RESULTS" in body.text.upper())
-    for category in CATEGORIES:
-        assert browser.find_element(By.XPATH, f"//*[normalize-space(text())='{category}']")
+    # the menu lists the categories in the study's order
+    tops = [
+        browser.find_element(By.XPATH, f"//*[normalize-space(text())='{category}']").location["y"]
+        for category in CATEGORIES
+    ]
+    assert tops == sorted(tops) and len(set(tops)) == len(tops), tops
     assert "2-fold cross-validation" in body.text  # the workflow description, from the config
+    # config lists written as text, not as Python's reprs
+    assert "resnet18, efficientnet_b0" in body.text and "brain_mri, lesions" in body.text
+    assert "['" not in body.text and "']" not in body.text
+
+    # a quality table, rendered as HTML like every other table
+    _click(browser, "4. Explanation quality")
+    _click(browser, "Tables")
+    _row(browser, "localisation:").find_element(By.TAG_NAME, "a").click()
+    browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+    headers = [th.text for th in browser.find_elements(By.TAG_NAME, "th")]
+    assert {"method", "metric", "n_images"} <= set(headers), headers
+    browser.switch_to.default_content()
+    browser.get(url)
 
     # A table is rendered as HTML (in a frame), not only offered for download.
-    _click(browser, "Statistical tests")
+    _click(browser, "6. Statistical tests")
     _click(browser, "Tables")
     _row(browser, "ttest_models").find_element(By.TAG_NAME, "a").click()
     frame = browser.find_element(By.TAG_NAME, "iframe")
@@ -118,7 +150,7 @@ def test_report_in_headless_chromium(report, browser, tmp_path_factory):
 
     # A CAM gallery, labelled by dataset, classes, model and methods, shown as an image.
     browser.get(url)
-    _click(browser, "Explanations")
+    _click(browser, "3. Explanations")
     _click(browser, "CAM galleries")
     row = _row(browser, "brain_mri")
     assert "glioma" in row.text and "resnet18" in row.text and "gradcampp" in row.text

@@ -16,8 +16,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-import xaimed.plots  # noqa: F401 - its text set-up: labels as plain text, CJK fonts
 from xaimed import integrity
+from xaimed.plots import fit_text  # also: labels as plain text, CJK fonts
 from xaimed.scores import constant_maps
 from xaimed.stats import PROB_PREFIX
 from xaimed.tables import read_parquets
@@ -188,7 +188,7 @@ def cam_gallery(
                 extent=extent,
                 interpolation="bilinear",
             )
-    fig.tight_layout(rect=(0, 0, 1, 1 - title_inches / fig.get_figheight()))
+    fit_text(fig, lambda: fig.tight_layout(rect=(0, 0, 1, 1 - title_inches / height)))
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=DPI)
     return chosen.reset_index()[CHOSEN_COLUMNS]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-import xaimed.plots  # noqa: F401 - its text set-up: labels as plain text, CJK fonts
+from xaimed.plots import fit_text, legend_outside  # also: labels as plain text, CJK fonts
 from xaimed.shift import CORRUPTIONS, IN_DOMAIN
 from xaimed.stats import holm, paired_ttest
 
@@ -137,6 +137,7 @@ def generalisation_figure(
     for ax in axes[len(corruptions) :]:
         ax.set_visible(False)
     axes[0].set_ylabel(metric.replace("_", " "))
-    axes[0].legend(fontsize="small")
+    legend_outside(axes[min(len(corruptions), columns) - 1], title="model")
     figure.suptitle(f"{dataset}: {metric} under corruption")
+    fit_text(figure, figure.draw_without_rendering)  # constrained layout, redone at each draw
     figure.savefig(out_png, dpi=100)

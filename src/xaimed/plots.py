@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import textwrap
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from xaimed.stats import PROB_PREFIX
 
 DPI = 100
 PANEL_INCHES = 3.2
+MIN_FIGURE_INCHES = 4.8
+CONFIDENCE_INCREASE_RANGE = (-1.0, 1.0)  # a difference of two probabilities
 Pathish = str | PathLike
 
 log = logging.getLogger("xaimed.plots")
@@ -100,8 +103,61 @@ def check_glyphs(labels: Iterable[object], what: str = "class") -> None:
             )
 
 
+def _wrap(text, width_px: float, room_px: float) -> None:
+    """Re-wrap `text` into lines of about `room_px` when it is `width_px` wide."""
+    chars = max(len(line) for line in text.get_text().splitlines() or [""])
+    columns = max(8, int(chars * room_px / width_px))
+    lines = text.get_text().splitlines()
+    text.set_text("\n".join(textwrap.fill(line, columns, break_long_words=True) for line in lines))
+
+
+def fit_text(fig: Figure, layout: Callable[[], None] | None = None) -> None:
+    """Wrap the figure title, panel titles and x labels that are wider than the room they
+    have (the figure; their panel), so a long dataset, model or image name is never cut off
+    at the figure's edge or run into its neighbour. `layout` (default: tight_layout) is redone
+    after each wrap, as it moves the panels."""
+    # a wider pad than tight_layout's 1.08: with it, descenders of x labels under square
+    # panels (confusion matrices) were cut by a pixel
+    layout = layout or (lambda: fig.tight_layout(pad=1.4))
+    renderer = fig._get_renderer()  # Agg, also for a Figure made without pyplot
+    for _ in range(3):
+        layout()
+        wrapped = False
+        figure_px = fig.bbox.width * 0.96
+        title = fig._suptitle
+        if title is not None and title.get_text():
+            width = title.get_window_extent(renderer).width
+            if width > figure_px:
+                _wrap(title, width, figure_px)
+                wrapped = True
+        for ax in fig.axes:
+            if not ax.get_visible():
+                continue
+            box = ax.get_window_extent(renderer)
+            centre = (box.x0 + box.x1) / 2
+            # centred on the panel: inside the figure, and not far over the next panel
+            room = min(2 * min(centre, fig.bbox.width - centre) * 0.96, box.width * 1.1)
+            for text in (ax.title, ax.xaxis.label):
+                if text.get_text():
+                    width = text.get_window_extent(renderer).width
+                    if width > room:
+                        _wrap(text, width, room)
+                        wrapped = True
+        if not wrapped:
+            return
+    layout()
+
+
+def legend_outside(ax: Axes, **kwargs) -> None:
+    """The legend right of the panel, where it covers no data (tight_layout makes room)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(
+            fontsize=7, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), **kwargs
+        )
+
+
 def _save(fig: Figure, out_png: Pathish) -> None:
-    fig.tight_layout()
+    fit_text(fig)
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=DPI)
 
@@ -110,7 +166,9 @@ def _panels(n: int, title: str, ncols: int | None = None, height: float = PANEL_
     """A figure with n panels in a row (or ncols per row) and a title; axes as a flat list."""
     ncols = min(n, ncols or n) or 1
     nrows = max(1, -(-n // ncols))
-    fig = Figure(figsize=(PANEL_INCHES * ncols, height * nrows + 0.4), dpi=DPI)
+    # one panel alone is still wide enough for the figure's title and an outside legend
+    width = max(PANEL_INCHES * ncols, MIN_FIGURE_INCHES)
+    fig = Figure(figsize=(width, height * nrows + 0.4), dpi=DPI)
     axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -201,7 +259,7 @@ def roc_curves(predictions: pd.DataFrame, out_png: Pathish, title: str) -> pd.Da
     models = sorted(predictions["model"].unique())
     classes = _classes(predictions)
     shown = classes[1:] if len(classes) == 2 else classes
-    fig, axes = _panels(len(models), title)
+    fig, axes = _panels(len(models), title, height=PANEL_INCHES + 0.8)  # legend below
     drawn = []
     for ax, model in zip(axes, models, strict=True):
         p = predictions[predictions["model"] == model]
@@ -219,7 +277,7 @@ def roc_curves(predictions: pd.DataFrame, out_png: Pathish, title: str) -> pd.Da
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.set_title(model, fontsize=10)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28))
     _save(fig, out_png)
     return pd.DataFrame(drawn, columns=["model", "class", "auc"])
 
@@ -339,8 +397,10 @@ def confidence_increase_plot(
     scores: pd.DataFrame, out_png: Pathish, title: str, alpha: float = 0.05
 ) -> pd.DataFrame:
     """One panel per explained model: mean confidence increase per predicted class (x) and
-    method (colour), with (1 - alpha) t-intervals over the images. Returns one row per
-    point: model, method, class, n, mean, ci_low, ci_high."""
+    method (colour), with (1 - alpha) t-intervals over the images clipped to [-1, 1]: the
+    score is a difference of two probabilities, and a t-interval of a few images can reach
+    past what it can take. Returns one row per point: model, method, class, n, mean, ci_low,
+    ci_high (clipped)."""
     models = sorted(scores["model"].unique())
     methods = sorted(scores["method"].unique())
     fig, axes = _panels(len(models), title)
@@ -354,7 +414,8 @@ def confidence_increase_plot(
             points = []
             for c in classes:
                 values = s.loc[(s["method"] == method) & (s["_class"] == c), "confidence_increase"]
-                points.append(_mean_and_ci(values, alpha))
+                mean, low, high = _mean_and_ci(values, alpha)
+                points.append((mean, *np.clip([low, high], *CONFIDENCE_INCREASE_RANGE)))
                 drawn.append(
                     {"model": model, "method": method, "class": c, "n": int(values.notna().sum())}
                     | dict(zip(["mean", "ci_low", "ci_high"], points[-1], strict=True))
@@ -363,11 +424,12 @@ def confidence_increase_plot(
             x = np.arange(len(classes)) - 0.4 + width * (j + 0.5)
             ax.errorbar(x, mean, yerr=err, fmt="o", capsize=3, label=method)
         ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_ylim(-1.05, 1.05)
         ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("confidence increase")
         ax.set_title(model, fontsize=10)
-        ax.legend(fontsize=7)
+    legend_outside(axes[-1], title="method")
     _save(fig, out_png)
     return pd.DataFrame(drawn)
 

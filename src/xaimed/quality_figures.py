@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-import xaimed.plots  # noqa: F401 - its text set-up: labels as plain text, CJK fonts
 from xaimed.localisation import BASELINES
+from xaimed.plots import fit_text, legend_outside  # also: labels as plain text, CJK fonts
 from xaimed.quality import LOCALISATION_METRICS
 
 __all__ = ["localisation_figure"]
@@ -80,7 +80,7 @@ def localisation_figure(
     for row, model in zip(axes, models or [None], strict=True):
         for ax, metric in zip(row, LOCALISATION_METRICS, strict=True):
             ax.set_title(metric.replace("_", " "), fontsize=9)
-            ax.set_ylim(0, 1.05)
+            ax.set_ylim(0, 1.15)  # room for the value labels
             part = means[(means["model"] == model) & (means["metric"] == metric)]
             methods = part[part["kind"] == "method"]
             if model is None or methods.empty:
@@ -90,7 +90,20 @@ def localisation_figure(
                 ax.set_xticks([])
                 continue
             x = np.arange(len(methods))
-            ax.bar(x, methods["mean"], yerr=methods["sem"].fillna(0), color="tab:blue", alpha=0.8)
+            sem = methods["sem"].fillna(0).to_numpy()
+            ax.bar(x, methods["mean"], yerr=sem, color="tab:blue", alpha=0.8)
+            # the value of every bar, above its error bar: a mean of 0.00 draws no bar and
+            # would read as missing; a white ground keeps it readable over a baseline's line
+            for xi, mean, error in zip(x, methods["mean"], sem, strict=True):
+                ax.text(
+                    xi,
+                    min(mean + error, 1.0) + 0.02,
+                    f"{mean:.2f}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+                )
             ax.set_xticks(x, methods["map"], rotation=45, ha="right", fontsize=7)
             for baseline in BASELINES:
                 line = part[(part["kind"] == "baseline") & (part["map"] == baseline)]
@@ -100,9 +113,8 @@ def localisation_figure(
                     )
             if ax is row[0]:
                 ax.set_ylabel(str(model), fontsize=9)
-    if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend(fontsize=7, loc="upper right", title="baselines", title_fontsize=7)
-    fig.tight_layout()
+    legend_outside(axes[0][-1], title="baselines")
+    fit_text(fig)
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=DPI)
     return means

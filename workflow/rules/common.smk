@@ -224,7 +224,9 @@ EXPLAIN_TABLES = ["confidence_increase", "xai_timing", "ttest_methods"]
 
 def all_targets():
     tables = TABLES + (EXPLAIN_TABLES if EXPLAIN_MODELS else [])
-    targets = expand("results/tables/{table}.{ext}", table=tables, ext=["csv", "md"])
+    targets = expand(
+        "results/tables/{table}.{ext}", table=tables, ext=["csv", "md", "html"]
+    )
     if EXPLAIN_MODELS:
         targets += expand("results/figures/cams_{dataset}.png", dataset=DATASETS)
     targets += generalisation_targets()
@@ -297,9 +299,18 @@ def gallery_labels(wildcards, input):
 
 
 REPORT_TABLES = ["data_summary", "friedman", "nemenyi"]
-# Not "Statistics": Snakemake's report already links that name to its runtime panel, and a
-# category of the same name makes docutils print a duplicate-target warning into every caption.
-STATISTICS = "Statistical tests"
+# The report's categories in the study's order, numbered: its menu sorts them by name.
+CATEGORY = {
+    "data": "1. Data",
+    "training": "2. Training",
+    "explanations": "3. Explanations",
+    "quality": "4. Explanation quality",
+    "generalisation": "5. Generalisation",
+    # Not "Statistics": Snakemake's report already links that name to its runtime panel, and
+    # a category of the same name makes docutils print a duplicate-target warning.
+    "statistics": "6. Statistical tests",
+}
+STATISTICS = CATEGORY["statistics"]
 REPORT_FIGURES = ["data", "confusion", "roc", "fold_metrics", "cd"]
 EXPLAIN_FIGURES = ["confidence_increase"]
 
@@ -410,7 +421,9 @@ def generalisation_targets():
     if not SHIFT_MODELS:
         return []
     tables = ["generalisation", "ttest_generalisation", "cam_stability"]
-    targets = expand("results/tables/{table}.{ext}", table=tables, ext=["csv", "md"])
+    targets = expand(
+        "results/tables/{table}.{ext}", table=tables, ext=["csv", "md", "html"]
+    )
     return targets + expand(
         "results/figures/generalisation_{dataset}.png", dataset=DATASETS
     )
@@ -472,7 +485,7 @@ def quality_targets():
     if not EXPLAIN_MODELS:
         return []
     return expand(
-        "results/tables/{table}.{ext}", table=QUALITY_TABLES, ext=["csv", "md"]
+        "results/tables/{table}.{ext}", table=QUALITY_TABLES, ext=["csv", "md", "html"]
     ) + expand("results/figures/localisation_{dataset}.png", dataset=DATASETS)
 
 

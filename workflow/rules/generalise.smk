@@ -26,22 +26,33 @@ rule generalisation_tables:
         metrics=all_generalise_metrics(),
         stability=all_cam_stability(),
     output:
-        table=report(
-            "results/tables/generalisation.csv",
+        table="results/tables/generalisation.csv",
+        html=report(
+            "results/tables/generalisation.html",
             caption="../report/generalisation.rst",
-            category="Generalisation",
+            category=CATEGORY["generalisation"],
+            subcategory="Tables",
+            labels={"table": "generalisation: metrics under corruption"},
         ),
         markdown="results/tables/generalisation.md",
-        ttest=report(
-            "results/tables/ttest_generalisation.csv",
+        ttest="results/tables/ttest_generalisation.csv",
+        ttest_html=report(
+            "results/tables/ttest_generalisation.html",
             caption="../report/ttest_generalisation.rst",
-            category="Generalisation",
+            category=CATEGORY["generalisation"],
+            subcategory="Tables",
+            labels={
+                "table": "ttest_generalisation: corrupted against in-domain, paired by fold"
+            },
         ),
         ttest_md="results/tables/ttest_generalisation.md",
-        stability=report(
-            "results/tables/cam_stability.csv",
+        stability="results/tables/cam_stability.csv",
+        stability_html=report(
+            "results/tables/cam_stability.html",
             caption="../report/cam_stability.rst",
-            category="Generalisation",
+            category=CATEGORY["generalisation"],
+            subcategory="Tables",
+            labels={"table": "cam_stability: maps under corruption"},
         ),
         stability_md="results/tables/cam_stability.md",
     log:
@@ -65,7 +76,7 @@ rule generalisation_figure:
         figure=report(
             "results/figures/generalisation_{dataset}.png",
             caption="../report/generalisation_figure.rst",
-            category="Generalisation",
+            category=CATEGORY["generalisation"],
             subcategory="{dataset}",
         ),
     log:

@@ -4,40 +4,62 @@ rule quality_tables:
         baselines=collected("baselines"),
         sanity=collected("sanity"),
     output:
-        localisation=report(
-            "results/tables/localisation.csv",
+        localisation="results/tables/localisation.csv",
+        localisation_html=report(
+            "results/tables/localisation.html",
             caption="../report/localisation.rst",
-            category="Explanation quality",
+            category=CATEGORY["quality"],
+            subcategory="Tables",
+            labels={"table": "localisation: per method and class, with baselines"},
         ),
         localisation_md="results/tables/localisation.md",
-        faithfulness=report(
-            "results/tables/faithfulness.csv",
+        faithfulness="results/tables/faithfulness.csv",
+        faithfulness_html=report(
+            "results/tables/faithfulness.html",
             caption="../report/faithfulness.rst",
-            category="Explanation quality",
+            category=CATEGORY["quality"],
+            subcategory="Tables",
+            labels={"table": "faithfulness: per method and class, with baselines"},
         ),
         faithfulness_md="results/tables/faithfulness.md",
-        sanity=report(
-            "results/tables/sanity.csv",
+        sanity="results/tables/sanity.csv",
+        sanity_html=report(
+            "results/tables/sanity.html",
             caption="../report/sanity.rst",
-            category="Explanation quality",
+            category=CATEGORY["quality"],
+            subcategory="Tables",
+            labels={"table": "sanity: maps of randomised models"},
         ),
         sanity_md="results/tables/sanity.md",
-        ttest_localisation=report(
-            "results/tables/ttest_localisation.csv",
+        ttest_localisation="results/tables/ttest_localisation.csv",
+        ttest_localisation_html=report(
+            "results/tables/ttest_localisation.html",
             caption="../report/ttest_quality.rst",
             category=STATISTICS,
+            subcategory="Tables",
+            labels={
+                "table": "ttest_localisation: pairs of CAM methods, paired by image"
+            },
         ),
         ttest_localisation_md="results/tables/ttest_localisation.md",
-        ttest_faithfulness=report(
-            "results/tables/ttest_faithfulness.csv",
+        ttest_faithfulness="results/tables/ttest_faithfulness.csv",
+        ttest_faithfulness_html=report(
+            "results/tables/ttest_faithfulness.html",
             caption="../report/ttest_quality.rst",
             category=STATISTICS,
+            subcategory="Tables",
+            labels={
+                "table": "ttest_faithfulness: pairs of CAM methods, paired by image"
+            },
         ),
         ttest_faithfulness_md="results/tables/ttest_faithfulness.md",
-        ttest_sanity=report(
-            "results/tables/ttest_sanity.csv",
+        ttest_sanity="results/tables/ttest_sanity.csv",
+        ttest_sanity_html=report(
+            "results/tables/ttest_sanity.html",
             caption="../report/ttest_quality.rst",
             category=STATISTICS,
+            subcategory="Tables",
+            labels={"table": "ttest_sanity: pairs of CAM methods, paired by image"},
         ),
         ttest_sanity_md="results/tables/ttest_sanity.md",
     log:
@@ -63,7 +85,7 @@ rule localisation_figure:
         figure=report(
             "results/figures/localisation_{dataset}.png",
             caption="../report/localisation_figure.rst",
-            category="Explanation quality",
+            category=CATEGORY["quality"],
             subcategory="{dataset}",
         ),
     log:

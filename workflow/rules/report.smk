@@ -7,7 +7,7 @@ rule data_summary:
         html=report(
             "results/tables/data_summary.html",
             caption="../report/data_summary.rst",
-            category="Data",
+            category=CATEGORY["data"],
             subcategory="Tables",
             labels={"table": "data_summary: images per class and fold"},
         ),
@@ -34,7 +34,7 @@ rule data_examples:
         figure=report(
             "results/figures/data_{dataset}.png",
             caption="../report/data_examples.rst",
-            category="Data",
+            category=CATEGORY["data"],
             subcategory="Example images",
             labels={"dataset": "{dataset}"},
         ),
@@ -61,7 +61,7 @@ rule classification_table:
         html=report(
             "results/tables/classification.html",
             caption="../report/classification.rst",
-            category="Training",
+            category=CATEGORY["training"],
             subcategory="Tables",
             labels={"table": "classification: mean and SD over folds"},
         ),
@@ -87,21 +87,21 @@ rule classification_figures:
         confusion=report(
             "results/figures/confusion_{dataset}.png",
             caption="../report/confusion.rst",
-            category="Training",
+            category=CATEGORY["training"],
             subcategory="Confusion matrices",
             labels={"dataset": "{dataset}"},
         ),
         roc=report(
             "results/figures/roc_{dataset}.png",
             caption="../report/roc.rst",
-            category="Training",
+            category=CATEGORY["training"],
             subcategory="ROC curves",
             labels={"dataset": "{dataset}"},
         ),
         fold_metrics=report(
             "results/figures/fold_metrics_{dataset}.png",
             caption="../report/fold_metrics.rst",
-            category="Training",
+            category=CATEGORY["training"],
             subcategory="Per-fold metrics",
             labels={"dataset": "{dataset}"},
         ),
@@ -130,7 +130,7 @@ rule explanation_tables:
         confidence_increase_html=report(
             "results/tables/confidence_increase.html",
             caption="../report/confidence_increase.rst",
-            category="Explanations",
+            category=CATEGORY["explanations"],
             subcategory="Tables",
             labels={"table": "confidence_increase: per method and class"},
         ),
@@ -139,7 +139,7 @@ rule explanation_tables:
         timing_html=report(
             "results/tables/xai_timing.html",
             caption="../report/xai_timing.rst",
-            category="Explanations",
+            category=CATEGORY["explanations"],
             subcategory="Tables",
             labels={"table": "xai_timing: seconds per image"},
         ),
@@ -164,7 +164,7 @@ rule explanation_figures:
         confidence_increase=report(
             "results/figures/confidence_increase_{dataset}.png",
             caption="../report/confidence_increase_figure.rst",
-            category="Explanations",
+            category=CATEGORY["explanations"],
             subcategory="Confidence increase",
             labels={
                 "dataset": "{dataset}",
@@ -194,7 +194,7 @@ rule timing_figure:
         figure=report(
             "results/figures/xai_timing.png",
             caption="../report/xai_timing_figure.rst",
-            category="Explanations",
+            category=CATEGORY["explanations"],
             subcategory="Timing",
             labels={"figure": "seconds per image by method"},
         ),
@@ -221,7 +221,7 @@ rule cam_gallery:
         figure=report(
             "results/figures/cams_{dataset}.png",
             caption="../report/cams.rst",
-            category="Explanations",
+            category=CATEGORY["explanations"],
             subcategory="CAM galleries",
             labels=gallery_labels,
         ),

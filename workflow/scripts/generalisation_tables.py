@@ -6,7 +6,9 @@ from xaimed.runtime import setup_logging
 from xaimed.tables import read_parquets, write_table
 
 setup_logging(snakemake.log[0])
+out = snakemake.output
 metrics = read_parquets(snakemake.input.metrics)
-write_table(generalisation_table(metrics), snakemake.output.table)
-write_table(compare_shifts(metrics), snakemake.output.ttest)
-write_table(stability_table(read_parquets(snakemake.input.stability)), snakemake.output.stability)
+write_table(generalisation_table(metrics), out.table, out.html)
+write_table(compare_shifts(metrics), out.ttest, out.ttest_html)
+stability = stability_table(read_parquets(snakemake.input.stability))
+write_table(stability, out.stability, out.stability_html)

@@ -18,9 +18,17 @@ out = snakemake.output
 scores = read_parquets(snakemake.input.scores)
 baselines = read_parquets(snakemake.input.baselines)
 sanity = read_parquets(snakemake.input.sanity)
-write_table(localisation_table(scores, baselines), out.localisation)
-write_table(faithfulness_table(scores, baselines), out.faithfulness)
-write_table(sanity_table(sanity, snakemake.params.max_similarity), out.sanity)
-write_table(compare_methods_on(scores, LOCALISATION_METRICS), out.ttest_localisation)
-write_table(compare_methods_on(scores, FAITHFULNESS_METRICS), out.ttest_faithfulness)
-write_table(compare_methods_on(sanity, SANITY_METRICS), out.ttest_sanity)
+write_table(localisation_table(scores, baselines), out.localisation, out.localisation_html)
+write_table(faithfulness_table(scores, baselines), out.faithfulness, out.faithfulness_html)
+write_table(sanity_table(sanity, snakemake.params.max_similarity), out.sanity, out.sanity_html)
+write_table(
+    compare_methods_on(scores, LOCALISATION_METRICS),
+    out.ttest_localisation,
+    out.ttest_localisation_html,
+)
+write_table(
+    compare_methods_on(scores, FAITHFULNESS_METRICS),
+    out.ttest_faithfulness,
+    out.ttest_faithfulness_html,
+)
+write_table(compare_methods_on(sanity, SANITY_METRICS), out.ttest_sanity, out.ttest_sanity_html)
