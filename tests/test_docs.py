@@ -84,10 +84,9 @@ def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("command", SNAKEMAKE_COMMANDS)
+# the report command needs a finished run: test_the_documented_report_command_writes_the_report
+@pytest.mark.parametrize("command", [c for c in SNAKEMAKE_COMMANDS if "--report" not in c])
 def test_a_documented_snakemake_command_works_as_written(checkout, command):
-    if "--report" in command:
-        pytest.skip("needs a finished run: test_the_documented_report_command_writes_the_report")
     done = _run(f"{command} -n", checkout)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]

@@ -23,7 +23,13 @@ SMALLEST = {
     "datasets": {"brain_mri": {"phantom": "brain_mri", "n_per_class": 4, "phantom_size": 64}},
     "models": ["resnet18"],
     "training": {"epochs": 1, "batch_size": 8},
-    "explain": {"models": ["resnet18"], "methods": ["gradcampp"], "max_images": 1},
+    # layer2: 6x6 maps at 48 px (layer4's 2x2 is refused as too coarse)
+    "explain": {
+        "models": ["resnet18"],
+        "methods": ["gradcampp"],
+        "max_images": 1,
+        "target_layers": {"resnet18": "layer2"},
+    },
     "threads": {"train": 1, "explain": 1},
     "shift": {
         "models": ["resnet18"],
