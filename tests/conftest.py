@@ -54,6 +54,35 @@ def folder_dataset(tmp_path: Path) -> Path:
     return write_folder_dataset(tmp_path / "data", {"healthy": 9, "lesion": 12})
 
 
+# One dataset, model and CAM method; one image explained per fold (so one class per explain
+# job). Every statistical comparison is empty: one model, one method.
+SMALLEST = {
+    "seed": 0,
+    "folds": 2,
+    "image_size": 48,
+    "datasets": {"brain_mri": {"phantom": "brain_mri", "n_per_class": 4, "phantom_size": 64}},
+    "models": ["resnet18"],
+    "training": {"epochs": 1, "batch_size": 8},
+    # layer2: 6x6 maps at 48 px (layer4's 2x2 is refused as too coarse)
+    "explain": {
+        "models": ["resnet18"],
+        "methods": ["gradcampp"],
+        "max_images": 1,
+        "target_layers": {"resnet18": "layer2"},
+    },
+    "threads": {"train": 1, "explain": 1},
+    "shift": {
+        "models": ["resnet18"],
+        "corruptions": ["blur"],
+        "severities": [5],
+        "cam_methods": ["gradcampp"],
+        "cam_severity": 5,
+        "cam_images": 1,
+    },
+    "quality": {"sanity": {"images": 1, "stages": [1]}},
+}
+
+
 TINY = {
     "seed": 0,
     "folds": 2,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from pytorch_grad_cam.utils.model_targets import (
 )
 from scipy import stats
 
-from tests.conftest import TINY, job_counts, snakemake
+from tests.conftest import SMALLEST, TINY, job_counts, snakemake
 from xaimed.models import load_checkpoint, normalize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,30 +153,10 @@ def test_default_config_dry_run_lists_the_study(tmp_path):
 def test_a_chosen_target_layer_reaches_every_cam_job(tmp_path):
     """explain.target_layers is applied by explain (its maps and sanity check) and by the CAM
     stability under shift; the model-free baselines ignore it."""
-    config = {
-        "seed": 0,
-        "folds": 2,
-        "image_size": 48,
-        "datasets": {"brain_mri": {"phantom": "brain_mri", "n_per_class": 4, "phantom_size": 64}},
-        "models": ["resnet18"],
-        "training": {"epochs": 1, "batch_size": 8},
-        "explain": {
-            "models": ["resnet18"],
-            "methods": ["layercam"],
-            "max_images": 4,
-            "target_layers": {"resnet18": "layer2"},
-        },
-        "threads": {"train": 1, "explain": 1},
-        "shift": {
-            "models": ["resnet18"],
-            "corruptions": ["blur"],
-            "severities": [5],
-            "cam_methods": ["layercam"],
-            "cam_severity": 5,
-            "cam_images": 2,
-        },
-        "quality": {"sanity": {"images": 2, "stages": [1]}},
-    }
+    config = copy.deepcopy(SMALLEST)
+    config["explain"].update(methods=["layercam"], max_images=4)
+    config["shift"].update(cam_methods=["layercam"], cam_images=2)
+    config["quality"]["sanity"]["images"] = 2
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     fold = "brain_mri/resnet18/fold0"
     snakemake(

@@ -3,8 +3,6 @@
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from snakemake.logging import logger
-
 from xaimed.config_check import canonical, check_config, check_config_files
 
 # Each config file re-read strictly: Snakemake's reading takes a key given twice silently.
