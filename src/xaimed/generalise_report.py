@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from xaimed.plots import fit_text, legend_outside  # also: labels as plain text, CJK fonts
 from xaimed.shift import CORRUPTIONS, IN_DOMAIN
-from xaimed.stats import holm, paired_ttest
+from xaimed.stats import fold_test_train_ratio, paired_tests
 
 TABLE_KEYS = ["dataset", "model", "cv", "shift", "severity"]
 MEAN_COLUMNS = ["accuracy", "f1_macro", "ece", "brier", "ece_scaled", "brier_scaled"]
@@ -43,46 +43,34 @@ def generalisation_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return _in_shift_order(table)
 
 
-def compare_shifts(metrics: pd.DataFrame, tested: Sequence[str] = TESTED_METRICS) -> pd.DataFrame:
-    """Paired t-test of every shift and severity against the in-domain images, per dataset,
-    model and metric, paired by fold; mean_diff = shifted - in-domain. Holm within (dataset,
-    model, metric)."""
-    rows = []
-    for (dataset, model, cv), g in metrics.groupby(["dataset", "model", "cv"], sort=True):
-        for metric in tested:
-            wide = g.pivot(index="fold", columns=["shift", "severity"], values=metric)
-            if (IN_DOMAIN, 0) not in wide.columns:
-                continue
-            clean = wide[(IN_DOMAIN, 0)]
-            for shift, severity in wide.columns:
-                if shift == IN_DOMAIN:
-                    continue
-                mean_diff, t, p = paired_ttest(wide[(shift, severity)], clean)
-                n = int((wide[(shift, severity)].notna() & clean.notna()).sum())
-                rows.append(
-                    {
-                        "dataset": dataset,
-                        "model": model,
-                        "cv": cv,
-                        "metric": metric,
-                        "shift": shift,
-                        "severity": severity,
-                        "n": n,
-                        "mean_diff": mean_diff,
-                        "t": t,
-                        "p": p,
-                    }
-                )
-    columns = ["dataset", "model", "cv", "metric", "shift", "severity", "n", "mean_diff", "t", "p"]
-    df = pd.DataFrame(rows, columns=columns)
-    family = ["dataset", "model", "cv", "metric"]
-    df["p_adjusted"] = (
-        df.groupby(family, sort=False)["p"].transform(lambda s: holm(s.to_numpy()))
-        if len(df)
-        else pd.Series(dtype=float)
+def compare_shifts(
+    metrics: pd.DataFrame,
+    tested: Sequence[str] = TESTED_METRICS,
+    adjust: str = "holm",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Paired tests (:func:`xaimed.stats.paired_tests`) of every shift and severity against
+    the in-domain images, per dataset, model, cv and metric, paired by fold; mean_diff =
+    shifted - in-domain. With the Nadeau-Bengio columns (folds of one cross-validation; the
+    ratio from the in-domain rows' n_images); p-values adjusted (`adjust`) within (dataset,
+    model, cv, metric)."""
+    keys = ["dataset", "model", "cv"]
+    # Long: one row per dataset, model, cv, metric, shift, severity and fold; metrics as given.
+    long = pd.concat(
+        [metrics.assign(metric=m, value=metrics[m]) for m in tested], ignore_index=True
+    ).sort_values(keys, kind="stable")
+    tests = paired_tests(
+        long,
+        [*keys, "metric"],
+        ["shift", "severity"],
+        "fold",
+        "value",
+        adjust=adjust,
+        alpha=alpha,
+        reference=(IN_DOMAIN, 0),
+        test_train_ratio=lambda g: fold_test_train_ratio(g[g["shift"] == IN_DOMAIN]),
     )
-    df["family"] = df[family].astype(str).agg("/".join, axis=1) if len(df) else ""
-    return _in_shift_order(df)
+    return tests if tests.empty else _in_shift_order(tests)
 
 
 def stability_table(stability: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from xaimed.localisation import BASELINES
-from xaimed.stats import compare_methods
+from xaimed.stats import compare_methods, table_columns
 from xaimed.tables import NO_PAIRS, constant_counts, empty_because
 
 __all__ = [
@@ -124,10 +124,12 @@ def sanity_table(sanity: pd.DataFrame, max_similarity: float = 0.5) -> pd.DataFr
     return table
 
 
-def compare_methods_on(scores: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """:func:`xaimed.stats.compare_methods` on each metric (paired by image, Holm within
-    dataset, model, class and metric), with a ``metric`` column; with a ``stage`` column
-    (sanity), separately per cascade stage."""
+def compare_methods_on(
+    scores: pd.DataFrame, metrics: Sequence[str], adjust: str = "holm", alpha: float = 0.05
+) -> pd.DataFrame:
+    """:func:`xaimed.stats.compare_methods` on each metric (paired by image, adjusted,
+    `adjust`, within dataset, model, class and metric), with a ``metric`` column; with a
+    ``stage`` column (sanity), separately per cascade stage."""
     stages = sorted(scores["stage"].unique()) if "stage" in scores else [None]
     frames = []
     for stage in stages:
@@ -136,7 +138,7 @@ def compare_methods_on(scores: pd.DataFrame, metrics: Sequence[str]) -> pd.DataF
             rows = part.dropna(subset=[metric])
             if rows.empty:
                 continue
-            tests = compare_methods(rows, value=metric)
+            tests = compare_methods(rows, value=metric, adjust=adjust, alpha=alpha)
             if tests.empty:  # a single method: its columns have no dtype to build on
                 continue
             tests.insert(3, "metric", metric)
@@ -148,8 +150,9 @@ def compare_methods_on(scores: pd.DataFrame, metrics: Sequence[str]) -> pd.DataF
     if not frames:
         return empty_because(
             pd.DataFrame(
-                columns=["dataset", "model", "class", "metric", "method_a", "method_b", "n"]
-                + ["mean_diff", "t", "p", "p_adjusted", "family"]
+                columns=table_columns(
+                    ["dataset", "model", "class", "metric"], ["method_a", "method_b"], False
+                )
             ),
             f"{NO_PAIRS}: fewer than two methods with {', '.join(metrics)} in every dataset, "
             "model and class",

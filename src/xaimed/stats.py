@@ -6,8 +6,9 @@ per-image scores (paired by fold and image), separately for each predicted class
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import combinations
 
 import numpy as np
@@ -16,6 +17,8 @@ from sklearn import metrics as skm
 
 from xaimed.paired import paired_summary, paired_ttest  # noqa: F401 (paired_ttest re-exported)
 from xaimed.tables import NO_PAIRS, empty_because
+
+log = logging.getLogger("xaimed.stats")
 
 PROB_PREFIX = "prob_"
 FOLD_KEYS = ["dataset", "model", "fold"]
@@ -117,65 +120,7 @@ def adjust_p(p, method: str = "holm") -> np.ndarray:
     return ADJUSTMENTS[method](p)
 
 
-def _pairwise(
-    wide: pd.DataFrame,
-    names: Sequence[str],
-    label: str,
-    alpha: float,
-    test_train_ratio: float | None = None,
-) -> list[dict]:
-    """Paired comparisons (xaimed.paired.paired_summary) between every unordered pair of
-    `names` (columns of `wide`, whose rows are the pairing units); `label` names the output
-    columns `<label>_a`, `<label>_b`."""
-    return [
-        {
-            f"{label}_a": a,
-            f"{label}_b": b,
-            **paired_summary(wide[a], wide[b], alpha, test_train_ratio),
-        }
-        for a, b in combinations(names, 2)
-    ]
-
-
-def _pairwise_by_image(wide: pd.DataFrame, names: Sequence[str], alpha: float) -> list[dict]:
-    """:func:`_pairwise` over methods, paired within each (fold, image_id) row. Where the
-    repeats of ``cv: predefined`` explain an image more than once, each pair of methods is
-    averaged per image over the repeats that scored both, so an image counts once."""
-    if not wide.index.get_level_values("image_id").duplicated().any():
-        return _pairwise(wide, names, "method", alpha)
-    rows = []
-    for a, b in combinations(names, 2):
-        both = wide[[a, b]].dropna().groupby(level="image_id").mean()
-        rows.append({"method_a": a, "method_b": b, **paired_summary(both[a], both[b], alpha)})
-    return rows
-
-
-def _adjusted(
-    rows: list[dict], family: list[str], label: str, adjust: str, extra: Sequence[str]
-) -> pd.DataFrame:
-    """Frame of test rows with p-values adjusted (`adjust`) within each family (rows sharing
-    `family` keys): p -> p_adjusted, and p_<x> -> p_<x>_adjusted for the other tests. The
-    contract columns come first, the added ones (`extra`) after them."""
-    columns = [*family, f"{label}_a", f"{label}_b", *TEST_COLUMNS]
-    tests = [c for c in extra if c.startswith("p_")]
-    out = [*columns, *extra, *(f"{c}_adjusted" for c in tests), "adjust", "family_size"]
-    df = pd.DataFrame(rows, columns=[c for c in out if c not in ("p_adjusted", "family")])
-    df = df.reindex(columns=out)
-    if df.empty:
-        return empty_because(
-            df, f"{NO_PAIRS}: fewer than two {label}s in every {', '.join(family)}"
-        )
-    grouped = df.groupby(family, sort=False)
-    for raw in ["p", *tests]:
-        adjusted = "p_adjusted" if raw == "p" else f"{raw}_adjusted"
-        df[adjusted] = grouped[raw].transform(lambda s: adjust_p(s.to_numpy(), adjust))
-    df["adjust"] = adjust
-    df["family"] = df[family].astype(str).agg("/".join, axis=1)
-    df["family_size"] = grouped["p"].transform("size")
-    return df
-
-
-def _test_train_ratio(g: pd.DataFrame) -> float:
+def fold_test_train_ratio(g: pd.DataFrame) -> float:
     """n_test / n_train of one dataset's folds (mean over folds): the test fold against all
     other folds (the training folds, validation part included). Without n_images, equal
     folds are assumed: 1 / (k - 1)."""
@@ -185,6 +130,108 @@ def _test_train_ratio(g: pd.DataFrame) -> float:
         return 1 / (k - 1) if k > 1 else float("nan")
     n_test = folds["n_images"].to_numpy(dtype=float)
     return float(np.mean(n_test / (n_test.sum() - n_test)))
+
+
+def table_columns(block: Sequence[str], compared: Sequence[str], folds_paired: bool) -> list[str]:
+    """Columns of every paired-test table, in order: the family's keys (`block`), what is
+    compared (`compared`), the contract columns, then the added ones; the Nadeau-Bengio ones
+    only where folds are paired (`folds_paired`): images are no resampled training sets."""
+    extra = MODEL_EXTRA if folds_paired else METHOD_EXTRA
+    tests = [c for c in extra if c.startswith("p_")]
+    adjusted = [f"{c}_adjusted" for c in tests]
+    return [*block, *compared, *TEST_COLUMNS, *extra, *adjusted, "adjust", "family_size"]
+
+
+def _levels(long: pd.DataFrame, compare: str, within: Sequence[str]) -> dict[tuple, list]:
+    """The sorted levels of `compare` per value of the `within` columns."""
+    unique = long.groupby(list(within), sort=False)[compare].unique()
+    return {k if isinstance(k, tuple) else (k,): sorted(set(v)) for k, v in unique.items()}
+
+
+def paired_tests(
+    long: pd.DataFrame,
+    block: Sequence[str],
+    compare: str | Sequence[str],
+    pair_by: str | Sequence[str],
+    value: str,
+    *,
+    adjust: str = "holm",
+    alpha: float = 0.05,
+    reference=None,
+    levels_within: Sequence[str] | None = None,
+    once_per: str | None = None,
+    test_train_ratio: Callable[[pd.DataFrame], float] | None = None,
+) -> pd.DataFrame:
+    """The statistics engine that every paired-test table goes through.
+
+    `long` has one row per block, level of `compare` and pairing unit (`pair_by`). Each
+    `block` is one family: its levels are paired on the units and compared on `value`
+    (:func:`xaimed.paired.paired_summary`: t-test, Wilcoxon, mean difference with its
+    (1 - `alpha`) CI, d_z), and every p-value column is adjusted (`adjust`) within it.
+    Compared are every unordered pair of levels (columns `<compare>_a`, `<compare>_b`; the
+    levels of the `levels_within` columns, default the block, sorted: a level without values
+    in a block still gets its pairs, n = 0), or, with `reference`, every other level against
+    it (the level in the `compare` columns; mean_diff = level - reference; a block without the
+    reference is skipped with a warning). `once_per` (a `pair_by` column): where its values
+    repeat, each pair is averaged per value over the repeats that have both, so it counts
+    once. `test_train_ratio(block_rows)`, for folds of a cross-validation, adds the
+    Nadeau-Bengio columns. Blocks come in the order of their first row."""
+    compare = [compare] if isinstance(compare, str) else list(compare)
+    pair_by = [pair_by] if isinstance(pair_by, str) else list(pair_by)
+    block = list(block)
+    if reference is None and len(compare) != 1:
+        raise ValueError(f"pairs of levels need one compare column, got {compare}")
+    compared = compare if reference is not None else [f"{compare[0]}_a", f"{compare[0]}_b"]
+    within = list(levels_within or block)
+    levels_of = _levels(long, compare[0], within) if reference is None else {}
+    rows = []
+    for key, g in long.groupby(block, sort=False):
+        keys = dict(zip(block, key, strict=True))
+        # pivot raises on a duplicated unit and level: a pairing must be unique.
+        wide = g.pivot(index=pair_by, columns=compare if reference else compare[0], values=value)
+        if reference is None:
+            levels = levels_of[tuple(keys[c] for c in within)]
+            wide = wide.reindex(columns=levels)
+            pairs = [((a,), (b,), a, b) for a, b in combinations(levels, 2)]
+        elif reference in wide.columns:
+            pairs = [(c, (), c, reference) for c in wide.columns if c != reference]
+        else:
+            log.warning(
+                "%s: no %s %s to test against; skipped",
+                "/".join(map(str, key)),
+                "/".join(compare),
+                reference,
+            )
+            continue
+        ratio = None if test_train_ratio is None else test_train_ratio(g)
+        repeats = once_per is not None and wide.index.get_level_values(once_per).duplicated().any()
+        for named_a, named_b, a, b in pairs:
+            x, y = wide[a], wide[b]
+            if repeats:
+                both = wide[[a, b]].dropna().groupby(level=once_per).mean()
+                x, y = both[a], both[b]
+            rows.append(keys | dict(zip(compared, (*named_a, *named_b), strict=True)))
+            rows[-1].update(paired_summary(x, y, alpha, ratio))
+            if ratio is not None:
+                rows[-1]["test_train_ratio"] = ratio
+    columns = table_columns(block, compared, test_train_ratio is not None)
+    df = pd.DataFrame(rows, columns=[c for c in columns if c not in ("p_adjusted", "family")])
+    df = df.reindex(columns=columns)
+    if df.empty:
+        why = (
+            f"fewer than two {compare[0]}s"
+            if reference is None
+            else f"no {'/'.join(compare)} beside {reference}"
+        )
+        return empty_because(df, f"{NO_PAIRS}: {why} in every {', '.join(block)}")
+    grouped = df.groupby(block, sort=False)
+    for raw in [c for c in columns if c.startswith("p") and c.endswith("_adjusted")]:
+        tested = raw.removesuffix("_adjusted") if raw != "p_adjusted" else "p"
+        df[raw] = grouped[tested].transform(lambda s: adjust_p(s.to_numpy(), adjust))
+    df["adjust"] = adjust
+    df["family"] = df[block].astype(str).agg("/".join, axis=1)
+    df["family_size"] = grouped["p"].transform("size")
+    return df
 
 
 def compare_models(
@@ -197,16 +244,21 @@ def compare_models(
     (folds where either model lacks the metric are dropped): the paired t-test, the
     Nadeau-Bengio corrected t-test, Wilcoxon, the mean difference with its CI and d_z.
     p-values adjusted (`adjust`) within each family (dataset, metric)."""
-    rows = []
-    for dataset, g in fold_metrics.groupby("dataset", sort=True):
-        models = sorted(g["model"].unique())
-        ratio = _test_train_ratio(g)
-        for metric in metrics:
-            wide = g.pivot(index="fold", columns="model", values=metric)
-            for row in _pairwise(wide, models, "model", alpha, ratio):
-                rows.append({"dataset": dataset, "metric": metric, **row})
-                rows[-1]["test_train_ratio"] = ratio
-    return _adjusted(rows, ["dataset", "metric"], "model", adjust, MODEL_EXTRA)
+    # Long: one row per dataset, metric, model and fold; the datasets sorted, metrics as given.
+    long = pd.concat(
+        [fold_metrics.assign(metric=m, value=fold_metrics[m]) for m in metrics], ignore_index=True
+    ).sort_values("dataset", kind="stable")
+    return paired_tests(
+        long,
+        ["dataset", "metric"],
+        "model",
+        "fold",
+        "value",
+        adjust=adjust,
+        alpha=alpha,
+        levels_within=["dataset"],
+        test_train_ratio=fold_test_train_ratio,
+    )
 
 
 def compare_methods(
@@ -222,13 +274,16 @@ def compare_methods(
     Wilcoxon, the mean difference with its CI and d_z. p-values adjusted (`adjust`) within
     each family (dataset, model, class); every method of the (dataset, model) is paired in
     every class."""
-    rows = []
-    for (dataset, model), g in scores.groupby(["dataset", "model"], sort=True):
-        methods = sorted(g["method"].unique())
-        for cls, c in g.groupby("pred_name", sort=True):
-            # pivot raises on a duplicated (fold, image_id, method): a pairing must be unique.
-            wide = c.pivot(index=["fold", "image_id"], columns="method", values=value)
-            wide = wide.reindex(columns=methods)
-            for row in _pairwise_by_image(wide, methods, alpha):
-                rows.append({"dataset": dataset, "model": model, "class": cls, **row})
-    return _adjusted(rows, ["dataset", "model", "class"], "method", adjust, METHOD_EXTRA)
+    block = ["dataset", "model", "class"]
+    long = scores.rename(columns={"pred_name": "class"}).sort_values(block, kind="stable")
+    return paired_tests(
+        long,
+        block,
+        "method",
+        ["fold", "image_id"],
+        value,
+        adjust=adjust,
+        alpha=alpha,
+        levels_within=["dataset", "model"],
+        once_per="image_id",
+    )
