@@ -65,6 +65,9 @@ rule generalisation_tables:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        adjust=config["stats"]["adjust"],
+        alpha=config["stats"]["alpha"],
     script:
         "../scripts/generalisation_tables.py"
 

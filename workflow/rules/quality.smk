@@ -74,6 +74,8 @@ rule quality_tables:
         runtime=10,
     params:
         max_similarity=config["quality"]["sanity"]["max_similarity"],
+        adjust=config["stats"]["adjust"],
+        alpha=config["stats"]["alpha"],
     script:
         "../scripts/quality_tables.py"
 

@@ -9,6 +9,7 @@ setup_logging(snakemake.log[0])
 out = snakemake.output
 metrics = read_parquets(snakemake.input.metrics)
 write_table(generalisation_table(metrics), out.table, out.html)
-write_table(compare_shifts(metrics), out.ttest, out.ttest_html)
+tests = compare_shifts(metrics, adjust=snakemake.params.adjust, alpha=snakemake.params.alpha)
+write_table(tests, out.ttest, out.ttest_html)
 stability = stability_table(read_parquets(snakemake.input.stability))
 write_table(stability, out.stability, out.stability_html)

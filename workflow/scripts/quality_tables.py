@@ -15,6 +15,7 @@ from xaimed.tables import read_parquets, write_table
 
 setup_logging(snakemake.log[0])
 out = snakemake.output
+stats_settings = {"adjust": snakemake.params.adjust, "alpha": snakemake.params.alpha}
 scores = read_parquets(snakemake.input.scores)
 baselines = read_parquets(snakemake.input.baselines)
 sanity = read_parquets(snakemake.input.sanity)
@@ -22,13 +23,17 @@ write_table(localisation_table(scores, baselines), out.localisation, out.localis
 write_table(faithfulness_table(scores, baselines), out.faithfulness, out.faithfulness_html)
 write_table(sanity_table(sanity, snakemake.params.max_similarity), out.sanity, out.sanity_html)
 write_table(
-    compare_methods_on(scores, LOCALISATION_METRICS),
+    compare_methods_on(scores, LOCALISATION_METRICS, **stats_settings),
     out.ttest_localisation,
     out.ttest_localisation_html,
 )
 write_table(
-    compare_methods_on(scores, FAITHFULNESS_METRICS),
+    compare_methods_on(scores, FAITHFULNESS_METRICS, **stats_settings),
     out.ttest_faithfulness,
     out.ttest_faithfulness_html,
 )
-write_table(compare_methods_on(sanity, SANITY_METRICS), out.ttest_sanity, out.ttest_sanity_html)
+write_table(
+    compare_methods_on(sanity, SANITY_METRICS, **stats_settings),
+    out.ttest_sanity,
+    out.ttest_sanity_html,
+)
