@@ -9,14 +9,19 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from xaimed.generalise_report import compare_shifts
 from xaimed.paired import corrected_ttest, mean_ci
+from xaimed.quality import LOCALISATION_METRICS, compare_methods_on
+from xaimed.shift import IN_DOMAIN
 from xaimed.stats import (
+    METHOD_EXTRA,
     adjust_p,
     benjamini_hochberg,
     compare_methods,
     compare_models,
     fold_metrics,
     holm,
+    paired_tests,
     paired_ttest,
 )
 
@@ -417,3 +422,145 @@ def test_compare_methods_added_columns():
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
     np.testing.assert_allclose(pos["p_wilcoxon_adjusted"], holm(pos["p_wilcoxon"]))
     assert (res["family_size"] == 3).all()
+
+
+# --- the one engine: paired_tests, and every table honouring adjust and alpha ------------
+
+
+def _long(rng: np.random.Generator) -> pd.DataFrame:
+    """Two blocks, four levels, eight units; level 'w' is the reference; a few values
+    missing, so pairs differ in n."""
+    rows = [
+        {"block": block, "level": level, "unit": unit, "value": rng.normal(shift, 1.0)}
+        for block in ("b1", "b2")
+        for shift, level in enumerate(("w", "x", "y", "z"))
+        for unit in range(8)
+    ]
+    long = pd.DataFrame(rows)
+    long.loc[[3, 12, 45], "value"] = np.nan
+    return long
+
+
+def _complete(long, block, a, b):
+    wide = long[long["block"] == block].pivot(index="unit", columns="level", values="value")
+    both = wide[[a, b]].dropna()
+    return both[a].to_numpy(), both[b].to_numpy()
+
+
+def test_paired_tests_against_scipy():
+    long = _long(np.random.default_rng(7))
+    res = paired_tests(long, ["block"], "level", "unit", "value", adjust="bh", alpha=0.10)
+    assert len(res) == 2 * 6 and list(res["level_a"][:3]) == ["w", "w", "w"]
+    for row in res.itertuples():
+        a, b = _complete(long, row.block, row.level_a, row.level_b)
+        ref = sps.ttest_rel(a, b)
+        assert row.n == len(a) and row.mean_diff == pytest.approx(np.mean(a - b))
+        assert (row.t, row.p) == pytest.approx((ref.statistic, ref.pvalue))
+        ci = ref.confidence_interval(0.90)
+        assert (row.ci_low, row.ci_high) == pytest.approx((ci.low, ci.high))
+        w = sps.wilcoxon(a, b)
+        assert (row.wilcoxon_w, row.p_wilcoxon) == pytest.approx((w.statistic, w.pvalue))
+        assert row.cohens_dz == pytest.approx(np.mean(a - b) / np.std(a - b, ddof=1))
+    for _, family in res.groupby("family"):
+        assert len(family) == 6 and (family["family_size"] == 6).all()
+        np.testing.assert_allclose(family["p_adjusted"], sps.false_discovery_control(family["p"]))
+        np.testing.assert_allclose(
+            family["p_wilcoxon_adjusted"], sps.false_discovery_control(family["p_wilcoxon"])
+        )
+    assert "t_nb" not in res.columns  # no test_train_ratio: units are no folds
+
+
+def test_paired_tests_against_a_reference_with_nadeau_bengio():
+    long = _long(np.random.default_rng(8))
+    res = paired_tests(
+        long, ["block"], ["level"], "unit", "value", reference="w", test_train_ratio=lambda g: 0.25
+    )
+    assert list(res.columns[:3]) == ["block", "level", "n"]
+    assert list(res["level"]) == ["x", "y", "z"] * 2
+    for row in res.itertuples():
+        a, b = _complete(long, row.block, row.level, "w")  # mean_diff = level - reference
+        d, k = a - b, len(a)
+        assert (row.t, row.p) == pytest.approx(tuple(sps.ttest_rel(a, b)))
+        t_nb = d.mean() / math.sqrt(d.var(ddof=1) * (1 / k + 0.25))
+        assert row.t_nb == pytest.approx(t_nb)
+        assert row.p_nb == pytest.approx(2 * sps.t.sf(abs(t_nb), k - 1))
+        assert row.test_train_ratio == 0.25
+    for _, family in res.groupby("family"):
+        np.testing.assert_allclose(family["p_nb_adjusted"], holm(family["p_nb"]))
+
+
+def test_paired_tests_say_why_a_table_is_empty(caplog):
+    long = _long(np.random.default_rng(9))
+    with caplog.at_level("WARNING", logger="xaimed.stats"):
+        res = paired_tests(long, ["block"], ["level"], "unit", "value", reference="none")
+    assert res.empty and res.attrs["empty"].startswith("no pairs to compare: no level beside")
+    assert "b1: no level none to test against; skipped" in caplog.text
+    one = paired_tests(long[long["level"] == "w"], ["block"], "level", "unit", "value")
+    assert one.empty and "fewer than two levels in every block" in one.attrs["empty"]
+
+
+def _shift_metrics() -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    rows = [
+        {
+            "dataset": "d",
+            "model": "m",
+            "cv": "kfold",
+            "fold": fold,
+            "shift": shift,
+            "severity": severity,
+            "n_images": 10,
+            **{metric: rng.uniform() for metric in ("accuracy", "f1_macro", "ece", "brier")},
+        }
+        for fold in range(5)
+        for shift, severity in [(IN_DOMAIN, 0), ("blur", 1), ("blur", 5), ("noise", 3)]
+    ]
+    return pd.DataFrame(rows)
+
+
+def _quality_scores() -> pd.DataFrame:
+    scores = _scores()
+    rng = np.random.default_rng(6)
+    for metric in LOCALISATION_METRICS:
+        scores[metric] = rng.uniform(size=len(scores))
+    return scores
+
+
+COMPARISONS = {
+    "compare_models": lambda **kw: compare_models(_fold_metrics_table(), **kw),
+    "compare_methods": lambda **kw: compare_methods(_scores(), **kw),
+    "compare_methods_on": lambda **kw: compare_methods_on(
+        _quality_scores(), LOCALISATION_METRICS, **kw
+    ),
+    "compare_shifts": lambda **kw: compare_shifts(_shift_metrics(), **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(COMPARISONS))
+def test_every_comparison_honours_adjust_and_alpha(name):
+    compare = COMPARISONS[name]
+    holm_tests, bh_tests = compare(), compare(adjust="bh")
+    assert (holm_tests["adjust"] == "holm").all() and (bh_tests["adjust"] == "bh").all()
+    pd.testing.assert_frame_equal(
+        holm_tests.drop(columns=holm_tests.filter(regex="_adjusted$|^adjust$").columns),
+        bh_tests.drop(columns=bh_tests.filter(regex="_adjusted$|^adjust$").columns),
+    )
+    assert not np.allclose(holm_tests["p_adjusted"], bh_tests["p_adjusted"])
+    for raw in ("p", "p_wilcoxon"):
+        for _, family in bh_tests.groupby("family"):
+            adjusted = family[f"{raw}_adjusted"]
+            np.testing.assert_allclose(adjusted, benjamini_hochberg(family[raw]))
+    # a 90 % interval is narrower than a 95 % one; the tests themselves do not change
+    narrow = compare(alpha=0.10)
+    pd.testing.assert_series_equal(narrow["p"], holm_tests["p"])
+    width, width_95 = (t["ci_high"] - t["ci_low"] for t in (narrow, holm_tests))
+    assert (width.dropna() < width_95.dropna()).all() and width.notna().any()
+
+
+def test_every_comparison_has_the_same_test_columns():
+    tests = ["n", "mean_diff", "t", "p", "p_adjusted", "family", *METHOD_EXTRA]
+    for name, compare in COMPARISONS.items():
+        assert set(tests) <= set(compare().columns), name
+    # Nadeau-Bengio where folds are paired, absent where images are
+    assert "p_nb_adjusted" in COMPARISONS["compare_shifts"]().columns
+    assert "t_nb" not in COMPARISONS["compare_methods_on"]().columns
