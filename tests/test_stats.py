@@ -497,6 +497,8 @@ def test_paired_tests_say_why_a_table_is_empty(caplog):
     assert "b1: no level none to test against; skipped" in caplog.text
     one = paired_tests(long[long["level"] == "w"], ["block"], "level", "unit", "value")
     assert one.empty and "fewer than two levels in every block" in one.attrs["empty"]
+    with pytest.raises(ValueError, match="bonferroni"):
+        paired_tests(long, ["block"], "level", "unit", "value", adjust="bonferroni")
 
 
 def _shift_metrics() -> pd.DataFrame:

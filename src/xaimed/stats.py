@@ -181,6 +181,7 @@ def paired_tests(
     block = list(block)
     if reference is None and len(compare) != 1:
         raise ValueError(f"pairs of levels need one compare column, got {compare}")
+    adjust_p([], adjust)  # an unknown adjustment fails before any test is run
     compared = compare if reference is not None else [f"{compare[0]}_a", f"{compare[0]}_b"]
     within = list(levels_within or block)
     levels_of = _levels(long, compare[0], within) if reference is None else {}
@@ -188,7 +189,9 @@ def paired_tests(
     for key, g in long.groupby(block, sort=False):
         keys = dict(zip(block, key, strict=True))
         # pivot raises on a duplicated unit and level: a pairing must be unique.
-        wide = g.pivot(index=pair_by, columns=compare if reference else compare[0], values=value)
+        wide = g.pivot(
+            index=pair_by, columns=compare if reference is not None else compare[0], values=value
+        )
         if reference is None:
             levels = levels_of[tuple(keys[c] for c in within)]
             wide = wide.reindex(columns=levels)
