@@ -13,6 +13,7 @@ built in.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "check_config",
     "check_config_files",
     "config_problems",
+    "fill_defaults",
     "load_config_file",
     "load_schema",
 ]
@@ -227,6 +229,47 @@ def config_problems(config: Any, schema: dict) -> list[str]:
             if message not in messages:
                 messages.append(message)
     return messages
+
+
+def fill_defaults(config: Any, schema: dict | str | Path, node: dict | None = None) -> Any:
+    """``config`` (changed in place, and returned) with every default of ``schema`` it leaves
+    out, at any depth; ``node``: the part of the schema ``config`` is an instance of (default:
+    the whole schema).
+
+    Snakemake's ``validate(..., set_default=True)`` fills only the defaults written on a
+    property itself: it misses those behind a ``$ref`` (a dataset's ``cv``), and in a
+    ``oneOf`` (a dataset entry: phantom or folder) it runs every alternative's defaults on the
+    entry, matching or not. Here a ``$ref`` is followed and a ``oneOf`` fills the alternative
+    the entry is valid under, so the schema stays the only home of the datasets' defaults.
+    Run it on a config :func:`check_config` accepted: an entry valid under no alternative is
+    left as it is.
+    """
+    if not isinstance(schema, dict):
+        schema = load_schema(schema)
+    _fill(config, schema if node is None else node, jsonschema.Draft202012Validator(schema))
+    return config
+
+
+def _fill(instance: Any, node: dict, validator: jsonschema.Draft202012Validator) -> None:
+    node = _resolve(node, validator.schema)
+    for combinator in ("oneOf", "anyOf"):
+        valid = [
+            o for o in node.get(combinator, []) if validator.evolve(schema=o).is_valid(instance)
+        ]
+        if valid:
+            _fill(instance, valid[0], validator)
+    if not isinstance(instance, dict):
+        return
+    properties = node.get("properties", {})
+    for key, sub in properties.items():
+        sub = _resolve(sub, validator.schema)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill(instance[key], sub, validator)
+    if isinstance(node.get("additionalProperties"), dict):
+        for key in instance.keys() - properties.keys():
+            _fill(instance[key], node["additionalProperties"], validator)
 
 
 def _cache_path(stem: str) -> Path:

@@ -3,17 +3,27 @@
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from xaimed.config_check import canonical, check_config, check_config_files
+from xaimed.config_check import (
+    canonical,
+    check_config,
+    check_config_files,
+    fill_defaults,
+    load_schema,
+)
 
+SCHEMA = load_schema(f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 # Each config file re-read strictly: Snakemake's reading takes a key given twice silently.
 check_config_files(workflow.configfiles)
-# Readable errors first (each names its key and the allowed values); validate() fills defaults.
+# Readable errors first (each names its key and the allowed values).
 check_config(
     config,
-    f"{workflow.basedir}/workflow/schemas/config.schema.yaml",
+    SCHEMA,
     source=f"the config ({', '.join(map(str, workflow.configfiles)) or 'no file'})",
 )
-validate(config, schema="../schemas/config.schema.yaml")
+# Every default from the schema, the dataset entries' too. Not validate()'s filling: it would
+# write a phantom entry's defaults into a folder entry (it fills every oneOf alternative).
+fill_defaults(config, SCHEMA)
+validate(config, schema="../schemas/config.schema.yaml", set_default=False)
 # The datasets in the order the config gives them: tables, figures and the report follow it.
 DATASETS = list(config["datasets"])
 # Every params value is built from this config: keys sorted once here, so that reordering
@@ -49,25 +59,30 @@ for _model in EXPLAIN_MODELS:
         )
     )
 FOLDS = list(range(config["folds"]))
-PHANTOM_DEFAULTS = {"n_per_class": 60, "phantom_size": 128}
-INGEST_DEFAULTS = {
-    "format": "imagefolder",
-    "mask_suffix": "_mask",
-    "label_map": {},
-    "on_bad_image": "skip",
-    "near_duplicate_distance": 4,
-}
+# The keys of a dataset entry that decide how it is ingested; the optional ones are passed
+# only when given.
+INGEST_KEYS = [
+    "format",
+    "mask_suffix",
+    "label_map",
+    "on_bad_image",
+    "near_duplicate_distance",
+]
 INGEST_OPTIONAL = [
     "mask_dir",
     "group_pattern",
     "metadata",
     "dicom_window",
-    "path_column",
-    "label_column",
     "group_column",
     "split_column",
     "mask_column",
 ]
+# csv's own: only csv datasets depend on them (and rerun when they change).
+CSV_KEYS = ["path_column", "label_column"]
+# A generated phantom tree is read as a one-folder-per-class dataset with the schema's defaults.
+PHANTOM_AS_FOLDER = fill_defaults(
+    {"format": "imagefolder"}, SCHEMA, SCHEMA["$defs"]["folder_dataset"]
+)
 
 
 def _alternatives(names):
@@ -89,8 +104,8 @@ def is_phantom(dataset):
 
 
 def phantom_params(wildcards):
-    """Kind, count and size of a built-in synthetic dataset, defaults filled in."""
-    entry = {**PHANTOM_DEFAULTS, **dataset_config(wildcards.dataset)}
+    """Kind, count and size of a built-in synthetic dataset."""
+    entry = dataset_config(wildcards.dataset)
     return {
         "kind": entry["phantom"],
         "n_per_class": entry["n_per_class"],
@@ -98,7 +113,7 @@ def phantom_params(wildcards):
         "seed": config["seed"],
         "copies": True,  # planted copies give the leakage guard something to find
         # Only when asked for, so single-site runs keep their params (no rerun).
-        **({"sites": entry["sites"]} if entry.get("sites", 1) > 1 else {}),
+        **({"sites": entry["sites"]} if entry["sites"] > 1 else {}),
     }
 
 
@@ -110,11 +125,12 @@ def ingest_input(wildcards):
 
 
 def ingest_params(wildcards):
-    """The dataset's ingest options, defaults filled in (see xaimed.datasets.ingest_dataset)."""
+    """The dataset's ingest options (see xaimed.datasets.IngestOptions)."""
     entry = dataset_config(wildcards.dataset)
-    params = {key: entry.get(key, default) for key, default in INGEST_DEFAULTS.items()}
-    params.update({key: entry[key] for key in INGEST_OPTIONAL if key in entry})
-    return params
+    if is_phantom(wildcards.dataset):
+        entry = PHANTOM_AS_FOLDER
+    keys = INGEST_KEYS + (CSV_KEYS if entry["format"] == "csv" else [])
+    return {key: entry[key] for key in keys + INGEST_OPTIONAL if key in entry}
 
 
 def training_settings(wildcards):
@@ -346,11 +362,11 @@ def folds_params(wildcards):
     params = {
         "n_folds": config["folds"],
         "seed": config["seed"],
-        "cv": entry.get("cv", "kfold"),
-        "group_duplicates": entry.get("duplicates", "group") == "group",
+        "cv": entry["cv"],
+        "group_duplicates": entry["duplicates"] == "group",
     }
     if params["cv"] == "leave_site_out":
-        params["site_column"] = entry.get("site_column", "site")
+        params["site_column"] = entry["site_column"]
     return params
 
 
@@ -376,8 +392,8 @@ def generalise_params(wildcards):
         ),
         "cam_severity": SHIFT["cam_severity"],
         "cam_images": SHIFT["cam_images"],
-        "cv": entry.get("cv", "kfold"),
-        "site_column": entry.get("site_column", "site"),
+        "cv": entry["cv"],
+        "site_column": entry["site_column"],
         "seed": config["seed"],
         "device": config["device"],
         **(cam_layer(wildcards.model) if wildcards.model in EXPLAIN_MODELS else {}),
