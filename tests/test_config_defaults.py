@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
 from xaimed.config_check import fill_defaults
@@ -166,3 +167,29 @@ def test_fill_defaults_fills_the_matching_alternative_only_and_follows_refs():
     # a value given is kept
     given = fill_defaults({"datasets": {"p": {"phantom": "brain_mri", "cv": "predefined"}}}, SCHEMA)
     assert given["datasets"]["p"]["cv"] == "predefined"
+
+
+def test_ingest_options_take_the_schemas_defaults_and_name_a_wrong_or_unused_key(caplog):
+    from xaimed.datasets import IngestOptions
+
+    options = IngestOptions.with_defaults(format="csv")
+    folder = SCHEMA["$defs"]["folder_dataset"]["properties"]
+    for key in ("mask_suffix", "label_map", "on_bad_image", "near_duplicate_distance"):
+        assert getattr(options, key) == folder[key]["default"], key
+    assert options.lister_options("t") == {
+        "path_column": folder["path_column"]["default"],
+        "label_column": folder["label_column"]["default"],
+    }
+    with pytest.raises(ValueError, match=r"unknown \['mask_sufix'\], missing \['mask_suffix'\]"):
+        params = {key: getattr(options, key) for key in IngestOptions.REQUIRED}
+        del params["mask_suffix"]
+        IngestOptions.from_config({**params, "mask_sufix": "_seg"})
+    with pytest.raises(ValueError, match="unknown ingest option"):
+        IngestOptions.with_defaults(group_regex="(.*)")
+    imagefolder = IngestOptions.with_defaults(group_column="patient", mask_dir="masks")
+    with caplog.at_level("WARNING", logger="xaimed.datasets"):
+        assert imagefolder.lister_options("mine") == {
+            "mask_suffix": folder["mask_suffix"]["default"],
+            "mask_dir": "masks",
+        }
+    assert "dataset mine: format imagefolder does not use ['group_column']" in caplog.text

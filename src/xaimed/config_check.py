@@ -31,7 +31,11 @@ __all__ = [
     "fill_defaults",
     "load_config_file",
     "load_schema",
+    "schema_defaults",
 ]
+
+#: The workflow's schema, beside the library in a checkout: the only home of the defaults.
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -250,6 +254,14 @@ def fill_defaults(config: Any, schema: dict | str | Path, node: dict | None = No
     return config
 
 
+def schema_defaults(definition: str, **given: Any) -> dict:
+    """``given`` with the defaults of the schema's ``$defs`` entry ``definition`` (for example
+    folder_dataset) filled: what the library's conveniences use in place of defaults of their
+    own."""
+    schema = load_schema(SCHEMA_PATH)
+    return fill_defaults(given, schema, schema["$defs"][definition])
+
+
 def _fill(instance: Any, node: dict, validator: jsonschema.Draft202012Validator) -> None:
     node = _resolve(node, validator.schema)
     for combinator in ("oneOf", "anyOf"):
@@ -466,9 +478,8 @@ def _coarse_layer_problems(config: dict, minimum: int = 4) -> list[str]:
     constant, a 2x2 one cannot point at a lesion. ``explain.allow_coarse: true`` keeps
     them."""
     # check_config runs before Snakemake fills the defaults: an unset key takes the schema's
-    schema = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
     try:
-        properties = load_schema(schema)["properties"]
+        properties = load_schema(SCHEMA_PATH)["properties"]
         defaults = {
             "image_size": properties["image_size"]["default"],
             "models": properties["explain"]["properties"]["models"]["default"],
@@ -583,10 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     paths = sys.argv[1:] if argv is None else argv
-    schema = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
     try:
         for path in paths:
-            check_config(load_config_file(path), schema, source=str(path))
+            check_config(load_config_file(path), SCHEMA_PATH, source=str(path))
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
