@@ -55,6 +55,8 @@ MANIFEST_COLUMNS = [
 ENTRY_COLUMNS = ["image_id", "path", "label_name", "group", "split", "mask_path"]
 REJECTED_COLUMNS = ["image_id", "path", "label_name", "split", "reason"]
 FORMATS = ("imagefolder", "ham10000", "medmnist", "csv")
+#: on_bad_image: list an unreadable image in rejected.parquet, or stop ingest.
+BAD_IMAGE_ACTIONS = ("skip", "fail")
 HAM10000_COLUMNS = ("lesion_id", "image_id", "dx")
 # Optional per-image metadata in a dataset's root: an image_id column, and any other columns
 # (a site, hospital or device) that are added to the manifest.
@@ -476,8 +478,10 @@ class IngestOptions:
     def __post_init__(self) -> None:
         if self.format not in LISTERS:
             raise ValueError(f"unknown format {self.format!r}; supported: {FORMATS}")
-        if self.on_bad_image not in ("skip", "fail"):
-            raise ValueError(f"on_bad_image must be skip or fail, not {self.on_bad_image!r}")
+        if self.on_bad_image not in BAD_IMAGE_ACTIONS:
+            raise ValueError(
+                f"on_bad_image must be one of {BAD_IMAGE_ACTIONS}, not {self.on_bad_image!r}"
+            )
         if self.dicom_window is not None:  # YAML gives a list
             object.__setattr__(self, "dicom_window", tuple(self.dicom_window))
 
