@@ -1,5 +1,7 @@
 # The only home of workflow logic: config validation, the study's lists, wildcard constraints,
 # input functions and the final target list. No rules here.
+import re
+
 from snakemake.logging import logger
 from snakemake.utils import validate
 
@@ -33,6 +35,18 @@ config.clear()
 config.update(_canonical)
 
 MODELS = list(config["models"])
+
+# Where the data, training and generalise stages keep one job's files, written once.
+PHANTOM_DIR = "results/phantoms/{dataset}"
+DATA_DIR = "results/data/{dataset}"
+TRAIN_DIR = "results/train/{dataset}/{model}/fold{fold}"
+GENERALISE_DIR = "results/generalise/{dataset}/{model}/fold{fold}"
+
+
+def job_dir(pattern, wildcards):
+    """``pattern`` (one of the *_DIR above) filled with one job's wildcards."""
+    names = re.findall(r"{(\w+)}", pattern)
+    return pattern.format(**{name: getattr(wildcards, name) for name in names})
 
 
 def trained(section):
@@ -120,7 +134,7 @@ def phantom_params(wildcards):
 def ingest_input(wildcards):
     """The folder to ingest: a generated phantom tree, or the user's dataset root."""
     if is_phantom(wildcards.dataset):
-        return {"source": f"results/phantoms/{wildcards.dataset}"}
+        return {"source": job_dir(PHANTOM_DIR, wildcards)}
     return {"source": dataset_config(wildcards.dataset)["path"]}
 
 
@@ -164,7 +178,7 @@ def explain_params(wildcards):
 
 
 def data_files(dataset):
-    base = f"results/data/{dataset}"
+    base = DATA_DIR.format(dataset=dataset)
     return {
         "manifest": f"{base}/manifest.parquet",
         "folds": f"{base}/folds.parquet",
@@ -206,7 +220,7 @@ def explain_input(wildcards):
 
 def all_predictions():
     return expand(
-        "results/train/{dataset}/{model}/fold{fold}/predictions.parquet",
+        f"{TRAIN_DIR}/predictions.parquet",
         dataset=DATASETS,
         model=MODELS,
         fold=FOLDS,
@@ -221,7 +235,7 @@ def gallery_input(wildcards):
         "images": files["images"],
         "manifest": files["manifest"],
         "predictions": expand(
-            "results/train/{dataset}/{model}/fold{fold}/predictions.parquet",
+            f"{TRAIN_DIR}/predictions.parquet",
             dataset=wildcards.dataset,
             model=model,
             fold=FOLDS,
@@ -277,7 +291,7 @@ def data_examples_input(wildcards):
 def dataset_predictions(wildcards):
     """Held-out predictions of every model and fold of one dataset."""
     return expand(
-        "results/train/{dataset}/{model}/fold{fold}/predictions.parquet",
+        f"{TRAIN_DIR}/predictions.parquet",
         dataset=wildcards.dataset,
         model=MODELS,
         fold=FOLDS,
@@ -371,9 +385,8 @@ def folds_params(wildcards):
 
 
 def generalise_input(wildcards):
-    train = f"results/train/{wildcards.dataset}/{wildcards.model}/fold{wildcards.fold}"
     files = data_files(wildcards.dataset)
-    return {"model": f"{train}/model.pt", **files}
+    return {"model": f"{job_dir(TRAIN_DIR, wildcards)}/model.pt", **files}
 
 
 def generalise_params(wildcards):
@@ -402,7 +415,7 @@ def generalise_params(wildcards):
 
 def all_generalise_metrics():
     return expand(
-        "results/generalise/{dataset}/{model}/fold{fold}/metrics.parquet",
+        f"{GENERALISE_DIR}/metrics.parquet",
         dataset=DATASETS,
         model=SHIFT_MODELS,
         fold=FOLDS,
@@ -445,8 +458,7 @@ def generalisation_targets():
 
 def train_checkpoint(wildcards):
     """Where a training job keeps its per-epoch checkpoint to resume from after a kill."""
-    fold = f"results/train/{wildcards.dataset}/{wildcards.model}/fold{wildcards.fold}"
-    return f"{fold}/checkpoint/last.pt"
+    return f"{job_dir(TRAIN_DIR, wildcards)}/checkpoint/last.pt"
 
 
 def dataset_explanations(wildcards):
@@ -511,12 +523,12 @@ def intermediate_targets():
     files = []
     for dataset in DATASETS:
         files += data_files(dataset).values()
-        files.append(f"results/data/{dataset}/masks.npy")
-        files.append(f"results/data/{dataset}/duplicates.parquet")
+        files.append(f"{DATA_DIR.format(dataset=dataset)}/masks.npy")
+        files.append(f"{DATA_DIR.format(dataset=dataset)}/duplicates.parquet")
         if is_phantom(dataset):
-            files.append(f"results/phantoms/{dataset}")
+            files.append(PHANTOM_DIR.format(dataset=dataset))
     files += expand(
-        "results/train/{dataset}/{model}/fold{fold}/{name}",
+        f"{TRAIN_DIR}/{{name}}",
         dataset=DATASETS,
         model=MODELS,
         fold=FOLDS,
