@@ -8,6 +8,7 @@ from PIL import Image
 from tests.conftest import write_folder_dataset
 from xaimed.datasets import (
     MANIFEST_COLUMNS,
+    IngestOptions,
     class_names,
     file_sha256,
     ingest,
@@ -164,7 +165,7 @@ def test_folder_symlinks_are_not_followed_and_every_skipped_file_is_told(tmp_pat
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "a" / "gone_mask.png")
     (root / "empty").mkdir()
     with caplog.at_level(logging.INFO, logger="xaimed.datasets"):
-        ingested = ingest_dataset(root, dataset="mine")
+        ingested = ingest_dataset(root, dataset="mine", options=IngestOptions.with_defaults())
     assert ingested.manifest["label_name"].value_counts().to_dict() == {"a": 3, "b": 3}
     assert "toploop: a symlink to a folder; not followed" in caplog.text
     assert "up: a symlink to a folder; not followed" in caplog.text

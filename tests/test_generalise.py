@@ -7,22 +7,96 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from scipy import stats
 from sklearn.metrics import f1_score
 
 from tests.conftest import TINY, job_counts, snakemake
-from xaimed.generalise import IN_DOMAIN, held_out_subset, validation_rows
+from xaimed import integrity
+from xaimed.config_check import fill_defaults
+from xaimed.generalise import IN_DOMAIN, ShiftSettings, generalise, held_out_subset, validation_rows
 from xaimed.generalise_report import (
     compare_shifts,
     generalisation_figure,
     generalisation_table,
     stability_table,
 )
+from xaimed.models import build_model, save_checkpoint
 from xaimed.shift import CORRUPTIONS
 from xaimed.train import split_train_val
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def shift_params(**changes) -> dict:
+    """A generalise job's params as common.smk builds them: the schema's `shift` defaults, a
+    dataset's fold scheme and the training and top-level keys the job takes."""
+    properties = SCHEMA["properties"]
+    shift = fill_defaults({}, SCHEMA, properties["shift"])
+    dataset = fill_defaults({"phantom": "brain_mri"}, SCHEMA, SCHEMA["$defs"]["phantom_dataset"])
+    params = {key: value for key, value in shift.items() if key != "models"}
+    params.update(
+        cv=dataset["cv"],
+        site_column=dataset["site_column"],
+        val_fraction=properties["training"]["properties"]["val_fraction"]["default"],
+        seed=properties["seed"]["default"],
+        device="cpu",
+    )
+    return {**params, **changes}
+
+
+def test_shift_settings_name_what_is_wrong():
+    settings = ShiftSettings.from_config(shift_params())
+    assert settings.layer_path is None and settings.corruptions == tuple(CORRUPTIONS)
+    with pytest.raises(ValueError, match=r"unknown CAM method\(s\) \['gradcam\+\+'\]"):
+        ShiftSettings.from_config(shift_params(cam_methods=["gradcam++"]))
+    with pytest.raises(ValueError, match=r"severity 4 \(shift.cam_severity\)"):
+        ShiftSettings.from_config(shift_params(severities=[1, 5], cam_severity=4))
+    params = shift_params(temprature_scaling=True)
+    del params["ece_bins"]
+    with pytest.raises(
+        ValueError, match=r"unknown \['temprature_scaling'\], missing \['ece_bins'\]"
+    ):
+        ShiftSettings.from_config(params)
+
+
+def test_cam_stability_of_the_sign_corrected_methods(tmp_path):
+    """Every method `shift.cam_methods` allows runs under shift, the `_signed` ones included."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2)
+    save_checkpoint(tmp_path / "model.pt", model, {"model": "resnet18", "num_classes": 2})
+    rng = np.random.default_rng(0)
+    n = 8
+    integrity.save_array(tmp_path / "images.npy", rng.integers(0, 256, (n, 3, 64, 64), np.uint8))
+    manifest = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "label": [0, 1] * 4})
+    integrity.write_parquet(manifest, tmp_path / "manifest.parquet")
+    folds = manifest[["image_id"]].assign(fold=[0] * 4 + [1] * 4, test=False, excluded=False)
+    integrity.write_parquet(folds, tmp_path / "folds.parquet")
+    methods = ["gradcampp", "eigencam_signed", "eigengradcam_signed"]
+    settings = ShiftSettings.from_config(
+        shift_params(
+            corruptions=["contrast"],
+            severities=[1],
+            cam_severity=1,
+            cam_methods=methods,
+            cam_images=4,
+            temperature_scaling=False,
+            layer_path="layer3",
+        )
+    )
+    paths = [tmp_path / name for name in ("model.pt", "images.npy", "manifest.parquet")]
+    paths += [tmp_path / name for name in ("folds.parquet", "metrics.parquet", "cam.parquet")]
+    metrics = generalise(*paths, fold=1, settings=settings)
+    assert list(metrics["shift"]) == [IN_DOMAIN, "contrast"]
+    stability = pd.read_parquet(tmp_path / "cam.parquet")
+    assert sorted(stability["method"].unique()) == sorted(methods)
+    assert (stability.groupby("method").size() == 4).all()
+    assert set(stability["image_id"]) <= {"i4", "i5", "i6", "i7"}  # fold 1's images
+    kept = stability[stability["prediction_kept"]]
+    assert len(kept) and kept["map_change"].between(0, 1).all()
+    assert stability.loc[~stability["prediction_kept"], "map_change"].isna().all()
 
 
 def test_held_out_subset_takes_the_classes_in_turn():

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from tests.conftest import REPO, job_counts, snakemake
-from xaimed.datasets import REJECTED_COLUMNS, ingest_dataset
+from xaimed.datasets import REJECTED_COLUMNS, IngestOptions, ingest_dataset
 from xaimed.duplicates import DUPLICATE_COLUMNS
 from xaimed.images import UnreadableImage, perceptual_hash, read_image
 
@@ -443,16 +443,25 @@ def test_on_bad_image_fail_names_the_file(tmp_path):
             save(root / name / f"{i}.png", texture(10 * i + len(name)))
     (root / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(ValueError, match="broken.png") as error:
-        ingest_dataset(root, dataset="mine", on_bad_image="fail")
+        ingest_dataset(
+            root, dataset="mine", options=IngestOptions.with_defaults(on_bad_image="fail")
+        )
     assert "'mine'" in str(error.value)
-    assert ingest_dataset(root, dataset="mine").rejected["path"].str.endswith("broken.png").all()
+    assert (
+        ingest_dataset(root, dataset="mine", options=IngestOptions.with_defaults())
+        .rejected["path"]
+        .str.endswith("broken.png")
+        .all()
+    )
 
 
 def test_multi_label_medmnist_is_refused(tmp_path):
     path = tmp_path / "chestmnist.npz"
     np.savez(path, train_images=np.zeros((2, 28, 28), np.uint8), train_labels=np.zeros((2, 14)))
     with pytest.raises(ValueError, match="multi-label"):
-        ingest_dataset(path, dataset="chest", format="medmnist")
+        ingest_dataset(
+            path, dataset="chest", options=IngestOptions.with_defaults(format="medmnist")
+        )
 
 
 # --------------------------------------------------------------------------- the study's config
@@ -487,7 +496,7 @@ def test_dicom_files_without_a_suffix_are_found_by_their_preamble(tmp_path, capl
     save(tmp_path / "xr" / "photo.png", texture(5))
     (tmp_path / "xr" / "DICOMDIR").write_bytes(b"\0" * 200)  # no DICM at byte 128
     with caplog.at_level(logging.WARNING, logger="xaimed.datasets"):
-        ingested = ingest_dataset(tmp_path, dataset="pacs")
+        ingested = ingest_dataset(tmp_path, dataset="pacs", options=IngestOptions.with_defaults())
     assert ingested.manifest["image_id"].tolist() == [
         "ct/1.2.840.113619.2.55.1",  # a dotted UID keeps its dots
         "ct/IM00001",

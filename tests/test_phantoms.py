@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from xaimed import phantoms
-from xaimed.datasets import ingest_dataset
+from xaimed.datasets import IngestOptions, ingest_dataset
 from xaimed.folds import assign_folds
 from xaimed.phantoms import (
     MASK_SUFFIX,
@@ -321,7 +321,7 @@ def test_planted_copies_are_found_grouped_and_the_relabelled_one_reported(kind, 
     planted = table.dropna(subset=["copy_of"])
     assert len(planted) == 3 and len(table) == 3 + 6 * len(PHANTOM_CLASSES[kind])
     with caplog.at_level(logging.WARNING, logger="xaimed.duplicates"):
-        ingested = ingest_dataset(tmp_path, dataset=kind)
+        ingested = ingest_dataset(tmp_path, dataset=kind, options=IngestOptions.with_defaults())
     # every planted copy is paired with its source, and no two distinct phantoms are
     found = {
         frozenset(pair)

@@ -13,6 +13,7 @@ built in.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,9 +28,14 @@ __all__ = [
     "check_config",
     "check_config_files",
     "config_problems",
+    "fill_defaults",
     "load_config_file",
     "load_schema",
+    "schema_defaults",
 ]
+
+#: The workflow's schema, beside the library in a checkout: the only home of the defaults.
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -229,6 +235,55 @@ def config_problems(config: Any, schema: dict) -> list[str]:
     return messages
 
 
+def fill_defaults(config: Any, schema: dict | str | Path, node: dict | None = None) -> Any:
+    """``config`` (changed in place, and returned) with every default of ``schema`` it leaves
+    out, at any depth; ``node``: the part of the schema ``config`` is an instance of (default:
+    the whole schema).
+
+    Snakemake's ``validate(..., set_default=True)`` fills only the defaults written on a
+    property itself: it misses those behind a ``$ref`` (a dataset's ``cv``), and in a
+    ``oneOf`` (a dataset entry: phantom or folder) it runs every alternative's defaults on the
+    entry, matching or not. Here a ``$ref`` is followed and a ``oneOf`` fills the alternative
+    the entry is valid under, so the schema stays the only home of the datasets' defaults.
+    Run it on a config :func:`check_config` accepted: an entry valid under no alternative is
+    left as it is.
+    """
+    if not isinstance(schema, dict):
+        schema = load_schema(schema)
+    _fill(config, schema if node is None else node, jsonschema.Draft202012Validator(schema))
+    return config
+
+
+def schema_defaults(definition: str, **given: Any) -> dict:
+    """``given`` with the defaults of the schema's ``$defs`` entry ``definition`` (for example
+    folder_dataset) filled: what the library's conveniences use in place of defaults of their
+    own."""
+    schema = load_schema(SCHEMA_PATH)
+    return fill_defaults(given, schema, schema["$defs"][definition])
+
+
+def _fill(instance: Any, node: dict, validator: jsonschema.Draft202012Validator) -> None:
+    node = _resolve(node, validator.schema)
+    for combinator in ("oneOf", "anyOf"):
+        valid = [
+            o for o in node.get(combinator, []) if validator.evolve(schema=o).is_valid(instance)
+        ]
+        if valid:
+            _fill(instance, valid[0], validator)
+    if not isinstance(instance, dict):
+        return
+    properties = node.get("properties", {})
+    for key, sub in properties.items():
+        sub = _resolve(sub, validator.schema)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill(instance[key], sub, validator)
+    if isinstance(node.get("additionalProperties"), dict):
+        for key in instance.keys() - properties.keys():
+            _fill(instance[key], node["additionalProperties"], validator)
+
+
 def _cache_path(stem: str) -> Path:
     """Where :func:`_cached` keeps ``stem``: keyed by torchvision's version and the source of
     xaimed/models.py."""
@@ -423,9 +478,8 @@ def _coarse_layer_problems(config: dict, minimum: int = 4) -> list[str]:
     constant, a 2x2 one cannot point at a lesion. ``explain.allow_coarse: true`` keeps
     them."""
     # check_config runs before Snakemake fills the defaults: an unset key takes the schema's
-    schema = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
     try:
-        properties = load_schema(schema)["properties"]
+        properties = load_schema(SCHEMA_PATH)["properties"]
         defaults = {
             "image_size": properties["image_size"]["default"],
             "models": properties["explain"]["properties"]["models"]["default"],
@@ -540,10 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     paths = sys.argv[1:] if argv is None else argv
-    schema = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
     try:
         for path in paths:
-            check_config(load_config_file(path), schema, source=str(path))
+            check_config(load_config_file(path), SCHEMA_PATH, source=str(path))
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1

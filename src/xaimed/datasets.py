@@ -12,11 +12,13 @@ format gets the same rejected-image and duplicate tables.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +55,8 @@ MANIFEST_COLUMNS = [
 ENTRY_COLUMNS = ["image_id", "path", "label_name", "group", "split", "mask_path"]
 REJECTED_COLUMNS = ["image_id", "path", "label_name", "split", "reason"]
 FORMATS = ("imagefolder", "ham10000", "medmnist", "csv")
+#: on_bad_image: list an unreadable image in rejected.parquet, or stop ingest.
+BAD_IMAGE_ACTIONS = ("skip", "fail")
 HAM10000_COLUMNS = ("lesion_id", "image_id", "dx")
 # Optional per-image metadata in a dataset's root: an image_id column, and any other columns
 # (a site, hospital or device) that are added to the manifest.
@@ -172,10 +176,9 @@ def _group_of(relative: str, pattern: re.Pattern | None, unmatched: list[str]) -
 def imagefolder_entries(
     root: Path,
     *,
-    mask_suffix: str = "_mask",
+    mask_suffix: str,
     mask_dir: str | None = None,
     group_pattern: str | None = None,
-    **_: object,
 ) -> pd.DataFrame:
     """One folder per class, optionally under split folders (train/val/test, Training/Testing,
     any case). A file `X<mask_suffix>.png` beside image `X` is its lesion mask; with
@@ -283,9 +286,7 @@ def _find_metadata(root: Path) -> Path:
     return found[0]
 
 
-def ham10000_entries(
-    root: Path, *, mask_suffix: str = "_mask", metadata: str | None = None, **_: object
-) -> pd.DataFrame:
+def ham10000_entries(root: Path, *, mask_suffix: str, metadata: str | None = None) -> pd.DataFrame:
     """HAM10000: `HAM10000_metadata.csv` (lesion_id, image_id, dx, ...) and the images, in any
     folders under `root` (HAM10000_images_part_1/_2). `dx` is the class, `lesion_id` the group:
     the set has several images of one lesion. Kaggle's copy holds each image twice (upper- and
@@ -327,7 +328,7 @@ def ham10000_entries(
     return _entries(rows)
 
 
-def medmnist_entries(npz: Path, **_: object) -> pd.DataFrame:
+def medmnist_entries(npz: Path) -> pd.DataFrame:
     """A MedMNIST `.npz` ({train,val,test}_images, {train,val,test}_labels). Images stay in
     the file: their manifest path is `file.npz#<split>/<index>`. Classes are the label
     numbers, zero-padded to one width so that their sorted order is the numeric order."""
@@ -369,12 +370,11 @@ def medmnist_entries(npz: Path, **_: object) -> pd.DataFrame:
 def csv_entries(
     table_path: Path,
     *,
-    path_column: str = "path",
-    label_column: str = "label",
+    path_column: str,
+    label_column: str,
     group_column: str | None = None,
     split_column: str | None = None,
     mask_column: str | None = None,
-    **_: object,
 ) -> pd.DataFrame:
     """Any table with a path and a label column (optional group, split, mask columns); relative
     paths are relative to the table's folder."""
@@ -418,6 +418,83 @@ LISTERS = {
     "medmnist": medmnist_entries,
     "csv": csv_entries,
 }
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How one dataset is read: the ingest keys of its `datasets` entry, schema defaults
+    filled (common.smk's ingest_params). The optional keys are None where the entry leaves
+    them out; each format's lister takes its own (:meth:`lister_options`)."""
+
+    format: str
+    mask_suffix: str
+    label_map: dict[str, str]
+    on_bad_image: str
+    near_duplicate_distance: int
+    dicom_window: tuple[float, float] | None
+    mask_dir: str | None
+    group_pattern: str | None
+    metadata: str | None
+    path_column: str | None
+    label_column: str | None
+    group_column: str | None
+    split_column: str | None
+    mask_column: str | None
+
+    #: The keys every dataset entry has once the schema's defaults are filled.
+    REQUIRED = ("format", "mask_suffix", "label_map", "on_bad_image", "near_duplicate_distance")
+    #: Read by ingest itself, not by a format's lister.
+    SHARED = frozenset(
+        {"format", "label_map", "on_bad_image", "near_duplicate_distance", "dicom_window"}
+    )
+    #: Options with a schema default: present whether or not the entry gives them.
+    DEFAULTED = frozenset({"mask_suffix", "path_column", "label_column"})
+
+    @classmethod
+    def from_config(cls, params: dict[str, Any]) -> IngestOptions:
+        """The options of an ingest job's params; an unknown or missing key is an error."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(params) - set(known))
+        missing = [key for key in cls.REQUIRED if key not in params]
+        if unknown or missing:
+            raise ValueError(
+                f"ingest options: unknown {unknown}, missing {missing}; known: {known}"
+            )
+        return cls(**{key: params.get(key) for key in known})
+
+    @classmethod
+    def with_defaults(cls, **given: Any) -> IngestOptions:
+        """``given`` (format imagefolder unless given) with the schema's defaults of a folder
+        dataset (workflow/schemas/config.schema.yaml) for the rest."""
+        from xaimed.config_check import schema_defaults
+
+        entry = schema_defaults("folder_dataset", **{"format": "imagefolder", **given})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ValueError(f"unknown ingest option(s) {unknown}; known: {sorted(known)}")
+        return cls.from_config({k: v for k, v in entry.items() if k in known})
+
+    def __post_init__(self) -> None:
+        if self.format not in LISTERS:
+            raise ValueError(f"unknown format {self.format!r}; supported: {FORMATS}")
+        if self.on_bad_image not in BAD_IMAGE_ACTIONS:
+            raise ValueError(
+                f"on_bad_image must be one of {BAD_IMAGE_ACTIONS}, not {self.on_bad_image!r}"
+            )
+        if self.dicom_window is not None:  # YAML gives a list
+            object.__setattr__(self, "dicom_window", tuple(self.dicom_window))
+
+    def lister_options(self, dataset: str) -> dict[str, Any]:
+        """The options the format's lister takes; one given that neither it nor ingest uses
+        is logged, not passed."""
+        taken = inspect.signature(LISTERS[self.format]).parameters
+        given = {f.name: getattr(self, f.name) for f in fields(self)}
+        given = {key: value for key, value in given.items() if value is not None}
+        unused = sorted(set(given) - set(taken) - self.SHARED - self.DEFAULTED)
+        if unused:
+            log.warning("dataset %s: format %s does not use %s", dataset, self.format, unused)
+        return {key: value for key, value in given.items() if key in taken}
 
 
 def add_metadata(manifest: pd.DataFrame, path: Path, *, dataset: str) -> pd.DataFrame:
@@ -545,49 +622,39 @@ def _inspect(
     return frame, fingerprints, rejected
 
 
-def ingest_dataset(
-    source: str | Path,
-    *,
-    dataset: str,
-    format: str = "imagefolder",  # noqa: A002 - the config's own word
-    label_map: dict[str, str] | None = None,
-    on_bad_image: str = "skip",
-    near_duplicate_distance: int = 4,
-    dicom_window: list[float] | None = None,
-    **options: object,
-) -> Ingested:
+def ingest_dataset(source: str | Path, *, dataset: str, options: IngestOptions) -> Ingested:
     """Manifest, rejected images and duplicate pairs of a dataset in any of :data:`FORMATS`.
 
-    ``options`` go to the format's lister (mask_suffix, metadata, *_column). ``label_map``
-    renames raw class names (several to one name merges them).
+    The format's own options go to its lister (mask_suffix, metadata, *_column);
+    ``label_map`` renames raw class names (several to one name merges them).
     """
-    if format not in LISTERS:
-        raise ValueError(f"dataset {dataset!r}: unknown format {format!r}; supported: {FORMATS}")
-    if on_bad_image not in ("skip", "fail"):
-        raise ValueError(f"dataset {dataset!r}: on_bad_image must be skip or fail")
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"dataset {dataset!r}: {source} does not exist")
-    options = {k: v for k, v in options.items() if v is not None}
-    entries = LISTERS[format](source, **options)
+    entries = LISTERS[options.format](source, **options.lister_options(dataset))
     if entries.empty:
         raise ValueError(f"dataset {dataset!r}: no images found under {source}")
     repeated = entries["image_id"][entries["image_id"].duplicated()]
     if len(repeated):
         raise ValueError(f"dataset {dataset!r}: image id {repeated.iloc[0]!r} occurs twice")
     entries = entries.sort_values("image_id", kind="stable").reset_index(drop=True)
-    _apply_label_map(entries, label_map or {}, dataset)
-    frame, (hashes, thumbnails), rejected = _inspect(entries, dataset, on_bad_image, dicom_window)
+    _apply_label_map(entries, options.label_map, dataset)
+    frame, (hashes, thumbnails), rejected = _inspect(
+        entries, dataset, options.on_bad_image, options.dicom_window
+    )
     manifest = finalise_manifest(frame, dataset=dataset, source=source)
     if source.is_dir() and (source / METADATA_FILE).is_file():
         manifest = add_metadata(manifest, source / METADATA_FILE, dataset=dataset)
-    duplicates = find_duplicates(manifest, hashes, thumbnails, near_duplicate_distance)
+    duplicates = find_duplicates(manifest, hashes, thumbnails, options.near_duplicate_distance)
     return Ingested(manifest, rejected, duplicates)
 
 
-def ingest(source: str | Path, *, dataset: str, **options: object) -> pd.DataFrame:
-    """The manifest alone (see :func:`ingest_dataset`)."""
-    return ingest_dataset(source, dataset=dataset, **options).manifest
+def ingest(source: str | Path, *, dataset: str, **options: Any) -> pd.DataFrame:
+    """The manifest alone (see :func:`ingest_dataset`); ``options`` as in a config's dataset
+    entry, the schema's defaults for the rest (:meth:`IngestOptions.with_defaults`)."""
+    return ingest_dataset(
+        source, dataset=dataset, options=IngestOptions.with_defaults(**options)
+    ).manifest
 
 
 def ingest_imagefolder(root: str | Path, *, dataset: str = "dataset", **options) -> pd.DataFrame:

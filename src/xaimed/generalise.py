@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,14 +23,13 @@ from sklearn.metrics import f1_score
 
 from xaimed import integrity
 from xaimed.calibration import (
-    DEFAULT_BINS,
     TEMPERATURE_RANGE,
     brier_score,
     expected_calibration_error,
     fit_temperature,
     scaled_probs,
 )
-from xaimed.cams import compute_cams
+from xaimed.cams import CAM_METHODS, compute_cams
 from xaimed.folds import fold_rows, fold_seed
 from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, normalize
 from xaimed.runtime import seed_everything, select_device
@@ -69,6 +69,63 @@ STABILITY_COLUMNS = [
     "map_correlation",
 ]
 BATCH = 64
+
+
+@dataclass(frozen=True)
+class ShiftSettings:
+    """Everything that decides one generalise job: the config's `shift` section, the
+    dataset's fold scheme (`cv`, `site_column`), the model's `training.val_fraction`, the
+    seed, the device and the model's CAM target layer (`layer_path`; None: the default of
+    :data:`xaimed.models.CAM_FAMILIES`). Built from a generalise job's params."""
+
+    corruptions: tuple[str, ...]
+    severities: tuple[int, ...]
+    max_images: int | None
+    temperature_scaling: bool
+    ece_bins: int
+    val_fraction: float
+    cam_methods: tuple[str, ...]
+    cam_severity: int
+    cam_images: int
+    cv: str
+    site_column: str
+    seed: int
+    device: str
+    layer_path: str | None
+
+    @classmethod
+    def from_config(cls, params: dict[str, Any]) -> ShiftSettings:
+        """The settings of a generalise job's params (common.smk's generalise_params): every
+        key but `layer_path` (given only where a layer was chosen) is required."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        missing = sorted(known - set(params) - {"layer_path"})
+        if unknown or missing:
+            raise ValueError(
+                f"shift settings: unknown {unknown}, missing {missing}; known: {sorted(known)}"
+            )
+        return cls(
+            **{**params, "layer_path": params.get("layer_path")},
+        )
+
+    def __post_init__(self) -> None:
+        for name in ("corruptions", "severities", "cam_methods"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        unknown = sorted(set(self.corruptions) - set(CORRUPTIONS))
+        if unknown:
+            raise ValueError(f"unknown corruption(s) {unknown}; known: {', '.join(CORRUPTIONS)}")
+        unknown = sorted(set(self.cam_methods) - set(CAM_METHODS))
+        if unknown:
+            raise ValueError(
+                f"unknown CAM method(s) {unknown} (shift.cam_methods); known: "
+                + ", ".join(CAM_METHODS)
+            )
+        if self.cam_methods and self.cam_severity not in self.severities:
+            raise ValueError(
+                f"CAM stability is measured at severity {self.cam_severity} "
+                "(shift.cam_severity), which is not among the severities evaluated "
+                f"{list(self.severities)} (shift.severities)"
+            )
 
 
 def held_out_subset(image_ids: pd.Series, labels: np.ndarray, max_images: int | None) -> np.ndarray:
@@ -186,45 +243,8 @@ def cam_stability(
     return rows
 
 
-def generalise(
-    model_path: str | os.PathLike,
-    images_path: str | os.PathLike,
-    manifest_path: str | os.PathLike,
-    folds_path: str | os.PathLike,
-    metrics_path: str | os.PathLike,
-    stability_path: str | os.PathLike,
-    *,
-    fold: int,
-    corruptions: Sequence[str] = CORRUPTIONS,
-    severities: Sequence[int] = (1, 2, 3, 4, 5),
-    max_images: int | None = None,
-    temperature_scaling: bool = True,
-    val_fraction: float = 0.15,
-    ece_bins: int = DEFAULT_BINS,
-    cam_methods: Sequence[str] = (),
-    cam_severity: int = 3,
-    cam_images: int = 8,
-    cv: str = "kfold",
-    site_column: str = "site",
-    seed: int = 0,
-    device: str = "auto",
-    layer_path: str | None = None,
-) -> pd.DataFrame:
-    """Evaluate one model on (at most `max_images` of) its held-out fold, clean and under each
-    corruption x severity; write one metrics row per setting to `metrics_path` and CAM
-    stability rows (empty without `cam_methods`; maps at the target layer `layer_path`, None:
-    the registry's default) to `stability_path`. Returns the metrics."""
-    unknown = sorted(set(corruptions) - set(CORRUPTIONS))
-    if unknown:
-        raise ValueError(f"unknown corruption(s) {unknown}; known: {', '.join(CORRUPTIONS)}")
-    if cam_methods and cam_severity not in severities:
-        raise ValueError(
-            f"CAM stability is measured at severity {cam_severity} (shift.cam_severity), which "
-            f"is not among the severities evaluated {list(severities)} (shift.severities)"
-        )
-    started = time.perf_counter()
-    seed_everything(seed)
-    dev = select_device(device)
+def _load(model_path, images_path, manifest_path, folds_path, dev: torch.device):
+    """The model and its metadata, the manifest, folds and uint8 images, checked to agree."""
     model, meta = load_checkpoint(model_path, dev)
     manifest = integrity.read_parquet(manifest_path)
     folds = integrity.read_parquet(folds_path)
@@ -236,36 +256,114 @@ def generalise(
             f"{images_path}: expected uint8 (N, 3, S, S) with N = {len(manifest)} manifest rows, "
             f"got {images.dtype} {images.shape}"
         )
+    return model, meta, manifest, folds, images
+
+
+def _temperature(
+    model, images, labels, folds, fold: int, settings: ShiftSettings, mean, std, dev
+) -> float | None:
+    """The temperature fitted on the validation part training held back (None without
+    temperature scaling or without a validation part, which the log says)."""
+    if not settings.temperature_scaling:
+        return None
+    val = validation_rows(folds, labels, fold, settings.val_fraction, settings.seed)
+    if not len(val):
+        log.warning(
+            "no validation part (val_fraction %s): no temperature scaling", settings.val_fraction
+        )
+        return None
+    val_logits = predict_logits(model, np.ascontiguousarray(images[val]), mean, std, dev)
+    temperature = fit_temperature(val_logits, labels[val])
+    log.info("temperature %.3f fitted on %d validation images", temperature, len(val))
+    if np.isclose(temperature, TEMPERATURE_RANGE, rtol=1e-3).any():
+        # A validation part classified perfectly (small parts often are) pushes T to 0.
+        log.warning(
+            "temperature at the bound of %s: too few validation errors to fit it",
+            TEMPERATURE_RANGE,
+        )
+    return temperature
+
+
+def _stability(
+    model,
+    model_name: str,
+    image_ids: np.ndarray,
+    clean: np.ndarray,
+    y: np.ndarray,
+    logits_of: dict,
+    shifted_images: dict,
+    settings: ShiftSettings,
+    mean,
+    std,
+    dev,
+) -> pd.DataFrame:
+    """CAM stability rows of every method in ``settings.cam_methods`` on (at most
+    ``cam_images`` of) the evaluated images, at ``cam_severity``."""
+    # The classes in turn again: the first rows would all be of the first class.
+    pick = held_out_subset(pd.Series(image_ids), y, int(settings.cam_images))
+    clean_pred = logits_of[(IN_DOMAIN, 0)].argmax(1)[pick]
+    x_clean = normalize(torch.from_numpy(clean[pick]), mean, std).to(dev)
+    x_shift = {
+        k: normalize(torch.from_numpy(v[pick]), mean, std).to(dev)
+        for k, v in shifted_images.items()
+    }
+    pred_shift = {k: logits_of[k].argmax(1)[pick] for k in shifted_images}
+    found = []
+    for method in settings.cam_methods:
+        found += cam_stability(
+            model,
+            model_name,
+            method,
+            x_clean,
+            x_shift,
+            clean_pred,
+            pred_shift,
+            layer_path=settings.layer_path,
+        )
+        log.info(
+            "CAM stability of %s at layer %s done on %d images",
+            method,
+            settings.layer_path or "(default of CAM_FAMILIES)",
+            len(pick),
+        )
+    rows = pd.DataFrame(found)["row"].to_numpy()
+    return pd.DataFrame(found).assign(image_id=image_ids[pick][rows], pred=clean_pred[rows])
+
+
+def generalise(
+    model_path: str | os.PathLike,
+    images_path: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+    folds_path: str | os.PathLike,
+    metrics_path: str | os.PathLike,
+    stability_path: str | os.PathLike,
+    *,
+    fold: int,
+    settings: ShiftSettings,
+) -> pd.DataFrame:
+    """Evaluate one model on (at most `settings.max_images` of) its held-out fold, clean and
+    under each corruption x severity; write one metrics row per setting to `metrics_path` and
+    CAM stability rows (empty without `settings.cam_methods`) to `stability_path`. Returns
+    the metrics."""
+    started = time.perf_counter()
+    seed_everything(settings.seed)
+    dev = select_device(settings.device)
+    model, meta, manifest, folds, images = _load(
+        model_path, images_path, manifest_path, folds_path, dev
+    )
     mean, std = meta.get("mean") or IMAGENET_MEAN, meta.get("std") or IMAGENET_STD
     labels = manifest["label"].to_numpy().astype(np.int64)
     _, held_out = fold_rows(folds, fold)
     if len(held_out) == 0:
         raise ValueError(f"fold {fold} has no images in {folds_path}")
-    rows = held_out[
-        held_out_subset(manifest["image_id"].iloc[held_out], labels[held_out], max_images)
-    ]
+    ids = manifest["image_id"].iloc[held_out]
+    rows = held_out[held_out_subset(ids, labels[held_out], settings.max_images)]
     clean, y = np.ascontiguousarray(images[rows]), labels[rows]
     sites = ""
-    if site_column in manifest.columns:
-        sites = ",".join(sorted(manifest[site_column].iloc[held_out].astype(str).unique()))
-
-    temperature = None
-    if temperature_scaling:
-        val = validation_rows(folds, labels, fold, val_fraction, seed)
-        if len(val):
-            val_logits = predict_logits(model, np.ascontiguousarray(images[val]), mean, std, dev)
-            temperature = fit_temperature(val_logits, labels[val])
-            log.info("temperature %.3f fitted on %d validation images", temperature, len(val))
-            if np.isclose(temperature, TEMPERATURE_RANGE, rtol=1e-3).any():
-                # A validation part classified perfectly (small parts often are) pushes T to 0.
-                log.warning(
-                    "temperature at the bound of %s: too few validation errors to fit it",
-                    TEMPERATURE_RANGE,
-                )
-        else:
-            log.warning(
-                "no validation part (val_fraction %s): no temperature scaling", val_fraction
-            )
+    if settings.site_column in manifest.columns:
+        held_out_sites = manifest[settings.site_column].iloc[held_out].astype(str)
+        sites = ",".join(sorted(held_out_sites.unique()))
+    temperature = _temperature(model, images, labels, folds, fold, settings, mean, std, dev)
     log.info(
         "%s/%s fold %d: %d of %d held-out images, %d corruptions x %d severities on %s",
         meta.get("dataset"),
@@ -273,20 +371,26 @@ def generalise(
         fold,
         len(rows),
         len(held_out),
-        len(corruptions),
-        len(severities),
+        len(settings.corruptions),
+        len(settings.severities),
         dev,
     )
 
-    settings = [(IN_DOMAIN, 0)] + [(c, int(s)) for c in corruptions for s in severities]
+    shifts = [(IN_DOMAIN, 0)] + [
+        (c, int(s)) for c in settings.corruptions for s in settings.severities
+    ]
     records, logits_of, shifted_images = [], {}, {}
-    for corruption, severity in settings:
-        batch = clean if corruption == IN_DOMAIN else corrupt(clean, corruption, severity, seed)
+    for corruption, severity in shifts:
+        batch = (
+            clean
+            if corruption == IN_DOMAIN
+            else corrupt(clean, corruption, severity, settings.seed)
+        )
         logits = predict_logits(model, batch, mean, std, dev)
         logits_of[(corruption, severity)] = logits
-        if severity == cam_severity:
+        if severity == settings.cam_severity:
             shifted_images[(corruption, severity)] = batch
-        metrics = shift_metrics(logits, y, temperature, ece_bins)
+        metrics = shift_metrics(logits, y, temperature, settings.ece_bins)
         records.append({"shift": corruption, "severity": severity, **metrics})
         log.info(
             "%s severity %d: accuracy %.3f ece %.3f brier %.3f",
@@ -300,48 +404,27 @@ def generalise(
         dataset=meta.get("dataset"),
         model=meta["model"],
         fold=int(fold),
-        cv=cv,
+        cv=settings.cv,
         held_out_sites=sites,
     )[METRIC_COLUMNS]
 
     stability = pd.DataFrame(columns=STABILITY_COLUMNS)
-    if cam_methods and shifted_images:
-        # The classes in turn again: the first rows would all be of the first class.
-        pick = held_out_subset(manifest["image_id"].iloc[rows], y, int(cam_images))
-        clean_pred = logits_of[(IN_DOMAIN, 0)].argmax(1)[pick]
-        x_clean = normalize(torch.from_numpy(clean[pick]), mean, std).to(dev)
-        x_shift = {
-            k: normalize(torch.from_numpy(v[pick]), mean, std).to(dev)
-            for k, v in shifted_images.items()
-        }
-        pred_shift = {k: logits_of[k].argmax(1)[pick] for k in shifted_images}
-        found = []
-        for method in cam_methods:
-            found += cam_stability(
-                model,
-                meta["model"],
-                method,
-                x_clean,
-                x_shift,
-                clean_pred,
-                pred_shift,
-                layer_path=layer_path,
-            )
-            log.info(
-                "CAM stability of %s at layer %s done on %d images",
-                method,
-                layer_path or "(default of CAM_FAMILIES)",
-                len(pick),
-            )
-        stability = pd.DataFrame(found)
-        ids = manifest["image_id"].to_numpy()[rows[pick]]
-        stability = stability.assign(
-            dataset=meta.get("dataset"),
-            model=meta["model"],
-            fold=int(fold),
-            image_id=ids[stability["row"].to_numpy()],
-            pred=clean_pred[stability["row"].to_numpy()],
-        )[STABILITY_COLUMNS]
+    if settings.cam_methods and shifted_images:
+        stability = _stability(
+            model,
+            meta["model"],
+            manifest["image_id"].to_numpy()[rows],
+            clean,
+            y,
+            logits_of,
+            shifted_images,
+            settings,
+            mean,
+            std,
+            dev,
+        ).assign(dataset=meta.get("dataset"), model=meta["model"], fold=int(fold))[
+            STABILITY_COLUMNS
+        ]
     integrity.write_parquet(table, metrics_path)
     integrity.write_parquet(stability, stability_path)
     log.info("done in %.1f s", time.perf_counter() - started)

@@ -1,19 +1,31 @@
 # The only home of workflow logic: config validation, the study's lists, wildcard constraints,
 # input functions and the final target list. No rules here.
+import re
+
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from xaimed.config_check import canonical, check_config, check_config_files
+from xaimed.config_check import (
+    canonical,
+    check_config,
+    check_config_files,
+    fill_defaults,
+    load_schema,
+)
 
+SCHEMA = load_schema(f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 # Each config file re-read strictly: Snakemake's reading takes a key given twice silently.
 check_config_files(workflow.configfiles)
-# Readable errors first (each names its key and the allowed values); validate() fills defaults.
+# Readable errors first (each names its key and the allowed values).
 check_config(
     config,
-    f"{workflow.basedir}/workflow/schemas/config.schema.yaml",
+    SCHEMA,
     source=f"the config ({', '.join(map(str, workflow.configfiles)) or 'no file'})",
 )
-validate(config, schema="../schemas/config.schema.yaml")
+# Every default from the schema, the dataset entries' too. Not validate()'s filling: it would
+# write a phantom entry's defaults into a folder entry (it fills every oneOf alternative).
+fill_defaults(config, SCHEMA)
+validate(config, schema="../schemas/config.schema.yaml", set_default=False)
 # The datasets in the order the config gives them: tables, figures and the report follow it.
 DATASETS = list(config["datasets"])
 # Every params value is built from this config: keys sorted once here, so that reordering
@@ -23,6 +35,18 @@ config.clear()
 config.update(_canonical)
 
 MODELS = list(config["models"])
+
+# Where the data, training and generalise stages keep one job's files, written once.
+PHANTOM_DIR = "results/phantoms/{dataset}"
+DATA_DIR = "results/data/{dataset}"
+TRAIN_DIR = "results/train/{dataset}/{model}/fold{fold}"
+GENERALISE_DIR = "results/generalise/{dataset}/{model}/fold{fold}"
+
+
+def job_dir(pattern, wildcards):
+    """``pattern`` (one of the *_DIR above) filled with one job's wildcards."""
+    names = re.findall(r"{(\w+)}", pattern)
+    return pattern.format(**{name: getattr(wildcards, name) for name in names})
 
 
 def trained(section):
@@ -49,25 +73,30 @@ for _model in EXPLAIN_MODELS:
         )
     )
 FOLDS = list(range(config["folds"]))
-PHANTOM_DEFAULTS = {"n_per_class": 60, "phantom_size": 128}
-INGEST_DEFAULTS = {
-    "format": "imagefolder",
-    "mask_suffix": "_mask",
-    "label_map": {},
-    "on_bad_image": "skip",
-    "near_duplicate_distance": 4,
-}
+# The keys of a dataset entry that decide how it is ingested; the optional ones are passed
+# only when given.
+INGEST_KEYS = [
+    "format",
+    "mask_suffix",
+    "label_map",
+    "on_bad_image",
+    "near_duplicate_distance",
+]
 INGEST_OPTIONAL = [
     "mask_dir",
     "group_pattern",
     "metadata",
     "dicom_window",
-    "path_column",
-    "label_column",
     "group_column",
     "split_column",
     "mask_column",
 ]
+# csv's own: only csv datasets depend on them (and rerun when they change).
+CSV_KEYS = ["path_column", "label_column"]
+# A generated phantom tree is read as a one-folder-per-class dataset with the schema's defaults.
+PHANTOM_AS_FOLDER = fill_defaults(
+    {"format": "imagefolder"}, SCHEMA, SCHEMA["$defs"]["folder_dataset"]
+)
 
 
 def _alternatives(names):
@@ -89,8 +118,8 @@ def is_phantom(dataset):
 
 
 def phantom_params(wildcards):
-    """Kind, count and size of a built-in synthetic dataset, defaults filled in."""
-    entry = {**PHANTOM_DEFAULTS, **dataset_config(wildcards.dataset)}
+    """Kind, count and size of a built-in synthetic dataset."""
+    entry = dataset_config(wildcards.dataset)
     return {
         "kind": entry["phantom"],
         "n_per_class": entry["n_per_class"],
@@ -98,23 +127,24 @@ def phantom_params(wildcards):
         "seed": config["seed"],
         "copies": True,  # planted copies give the leakage guard something to find
         # Only when asked for, so single-site runs keep their params (no rerun).
-        **({"sites": entry["sites"]} if entry.get("sites", 1) > 1 else {}),
+        **({"sites": entry["sites"]} if entry["sites"] > 1 else {}),
     }
 
 
 def ingest_input(wildcards):
     """The folder to ingest: a generated phantom tree, or the user's dataset root."""
     if is_phantom(wildcards.dataset):
-        return {"source": f"results/phantoms/{wildcards.dataset}"}
+        return {"source": job_dir(PHANTOM_DIR, wildcards)}
     return {"source": dataset_config(wildcards.dataset)["path"]}
 
 
 def ingest_params(wildcards):
-    """The dataset's ingest options, defaults filled in (see xaimed.datasets.ingest_dataset)."""
+    """The dataset's ingest options (see xaimed.datasets.IngestOptions)."""
     entry = dataset_config(wildcards.dataset)
-    params = {key: entry.get(key, default) for key, default in INGEST_DEFAULTS.items()}
-    params.update({key: entry[key] for key in INGEST_OPTIONAL if key in entry})
-    return params
+    if is_phantom(wildcards.dataset):
+        entry = PHANTOM_AS_FOLDER
+    keys = INGEST_KEYS + (CSV_KEYS if entry["format"] == "csv" else [])
+    return {key: entry[key] for key in keys + INGEST_OPTIONAL if key in entry}
 
 
 def training_settings(wildcards):
@@ -148,7 +178,7 @@ def explain_params(wildcards):
 
 
 def data_files(dataset):
-    base = f"results/data/{dataset}"
+    base = DATA_DIR.format(dataset=dataset)
     return {
         "manifest": f"{base}/manifest.parquet",
         "folds": f"{base}/folds.parquet",
@@ -190,7 +220,7 @@ def explain_input(wildcards):
 
 def all_predictions():
     return expand(
-        "results/train/{dataset}/{model}/fold{fold}/predictions.parquet",
+        f"{TRAIN_DIR}/predictions.parquet",
         dataset=DATASETS,
         model=MODELS,
         fold=FOLDS,
@@ -205,7 +235,7 @@ def gallery_input(wildcards):
         "images": files["images"],
         "manifest": files["manifest"],
         "predictions": expand(
-            "results/train/{dataset}/{model}/fold{fold}/predictions.parquet",
+            f"{TRAIN_DIR}/predictions.parquet",
             dataset=wildcards.dataset,
             model=model,
             fold=FOLDS,
@@ -261,7 +291,7 @@ def data_examples_input(wildcards):
 def dataset_predictions(wildcards):
     """Held-out predictions of every model and fold of one dataset."""
     return expand(
-        "results/train/{dataset}/{model}/fold{fold}/predictions.parquet",
+        f"{TRAIN_DIR}/predictions.parquet",
         dataset=wildcards.dataset,
         model=MODELS,
         fold=FOLDS,
@@ -346,18 +376,17 @@ def folds_params(wildcards):
     params = {
         "n_folds": config["folds"],
         "seed": config["seed"],
-        "cv": entry.get("cv", "kfold"),
-        "group_duplicates": entry.get("duplicates", "group") == "group",
+        "cv": entry["cv"],
+        "group_duplicates": entry["duplicates"] == "group",
     }
     if params["cv"] == "leave_site_out":
-        params["site_column"] = entry.get("site_column", "site")
+        params["site_column"] = entry["site_column"]
     return params
 
 
 def generalise_input(wildcards):
-    train = f"results/train/{wildcards.dataset}/{wildcards.model}/fold{wildcards.fold}"
     files = data_files(wildcards.dataset)
-    return {"model": f"{train}/model.pt", **files}
+    return {"model": f"{job_dir(TRAIN_DIR, wildcards)}/model.pt", **files}
 
 
 def generalise_params(wildcards):
@@ -376,8 +405,8 @@ def generalise_params(wildcards):
         ),
         "cam_severity": SHIFT["cam_severity"],
         "cam_images": SHIFT["cam_images"],
-        "cv": entry.get("cv", "kfold"),
-        "site_column": entry.get("site_column", "site"),
+        "cv": entry["cv"],
+        "site_column": entry["site_column"],
         "seed": config["seed"],
         "device": config["device"],
         **(cam_layer(wildcards.model) if wildcards.model in EXPLAIN_MODELS else {}),
@@ -386,7 +415,7 @@ def generalise_params(wildcards):
 
 def all_generalise_metrics():
     return expand(
-        "results/generalise/{dataset}/{model}/fold{fold}/metrics.parquet",
+        f"{GENERALISE_DIR}/metrics.parquet",
         dataset=DATASETS,
         model=SHIFT_MODELS,
         fold=FOLDS,
@@ -429,8 +458,7 @@ def generalisation_targets():
 
 def train_checkpoint(wildcards):
     """Where a training job keeps its per-epoch checkpoint to resume from after a kill."""
-    fold = f"results/train/{wildcards.dataset}/{wildcards.model}/fold{wildcards.fold}"
-    return f"{fold}/checkpoint/last.pt"
+    return f"{job_dir(TRAIN_DIR, wildcards)}/checkpoint/last.pt"
 
 
 def dataset_explanations(wildcards):
@@ -495,12 +523,12 @@ def intermediate_targets():
     files = []
     for dataset in DATASETS:
         files += data_files(dataset).values()
-        files.append(f"results/data/{dataset}/masks.npy")
-        files.append(f"results/data/{dataset}/duplicates.parquet")
+        files.append(f"{DATA_DIR.format(dataset=dataset)}/masks.npy")
+        files.append(f"{DATA_DIR.format(dataset=dataset)}/duplicates.parquet")
         if is_phantom(dataset):
-            files.append(f"results/phantoms/{dataset}")
+            files.append(PHANTOM_DIR.format(dataset=dataset))
     files += expand(
-        "results/train/{dataset}/{model}/fold{fold}/{name}",
+        f"{TRAIN_DIR}/{{name}}",
         dataset=DATASETS,
         model=MODELS,
         fold=FOLDS,

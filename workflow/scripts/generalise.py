@@ -1,6 +1,6 @@
 """Evaluate one model's held-out fold in-domain and under every corruption (rule generalise)."""
 
-from xaimed.generalise import generalise
+from xaimed.generalise import ShiftSettings, generalise
 from xaimed.runtime import set_threads, setup_logging
 
 setup_logging(snakemake.log[0])
@@ -13,5 +13,5 @@ generalise(
     snakemake.output.metrics,
     snakemake.output.stability,
     fold=int(snakemake.wildcards.fold),
-    **snakemake.params.generalise,
+    settings=ShiftSettings.from_config(snakemake.params.generalise),
 )

@@ -1,12 +1,14 @@
 """Ingest one dataset: its manifest, rejected images and duplicate pairs (rule ingest)."""
 
-from xaimed.datasets import ingest_dataset
+from xaimed.datasets import IngestOptions, ingest_dataset
 from xaimed.integrity import write_parquet
 from xaimed.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 ingested = ingest_dataset(
-    snakemake.input.source, dataset=snakemake.params.dataset, **snakemake.params.ingest
+    snakemake.input.source,
+    dataset=snakemake.params.dataset,
+    options=IngestOptions.from_config(snakemake.params.ingest),
 )
 write_parquet(ingested.manifest, snakemake.output.manifest)
 write_parquet(ingested.rejected, snakemake.output.rejected)
