@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = {"train": "training", "explain": "CAMs"}
-TORCH_RULES = {"train", "explain", "generalise"}
+STAGES = {"train": "training", "cams": "CAMs", "scores": "CAM scores"}
+TORCH_RULES = {"train", "cams", "scores", "generalise"}
 TORCH_IMPORTS = "import xaimed.explain, xaimed.train, xaimed.generalise, snakemake.script"
 SMALL_IMPORTS = "import xaimed.plots, xaimed.tables, xaimed.stats, snakemake.script"
 

@@ -27,7 +27,8 @@ SNAKEMAKE_COMMANDS = [
     "snakemake --cores 2 results/explain/brain_mri/resnet50/fold{0,1}/layercam/scores.parquet",
     "snakemake --cores 2 --force results/train/brain_mri/resnet50/fold0/model.pt",
     "snakemake --cores 2 --force results/explain/brain_mri/resnet50/fold0/layercam/scores.parquet",
-    "snakemake --cores 2 --forcerun explain",
+    "snakemake --cores 2 --forcerun cams",
+    "snakemake --cores 2 --forcerun scores",
     "snakemake --cores 2 results/train/brain_mri/resnet50/fold0/predictions.parquet"
     " --configfile my_config.yaml",
     "snakemake --cores 2 --snakefile Snakefile --directory my_study"

@@ -10,11 +10,18 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.test_explain import SIZE, fold  # noqa: F401 - the fixture
+from tests.test_explain import SIZE, fold, settings  # noqa: F401 - the fixture
 from xaimed.baselines import BASELINE_COLUMNS, score_baselines
 from xaimed.cams import compute_cams
-from xaimed.explain import QUALITY_COLUMNS, SANITY_FILE_COLUMNS, explain, explain_fold
+from xaimed.explain import (
+    QUALITY_COLUMNS,
+    SANITY_FILE_COLUMNS,
+    explain,
+    explain_fold,
+    score_fold,
+)
 from xaimed.faithfulness import faithfulness_scores
+from xaimed.heldout import MAP_SCORES, load_fold, score_maps
 from xaimed.localisation import image_seed, localisation_scores, random_map
 from xaimed.models import normalize
 from xaimed.sanity import sanity_check
@@ -33,7 +40,7 @@ def masks(fold):  # noqa: F811
     return root / "masks.npy"
 
 
-def run(root, out, method, masks_path, **kwargs):
+def run(root, out, method, masks_path, **changes):
     return explain(
         root / "model.pt",
         root / "images.npy",
@@ -42,13 +49,9 @@ def run(root, out, method, masks_path, **kwargs):
         method,
         out / "scores.parquet",
         out / "cams.npz",
-        batch_size=4,
-        device="cpu",
+        *settings(**{"seed": 3, **QUALITY, **changes}),
         masks_path=masks_path,
         sanity_path=out / "sanity.parquet",
-        seed=3,
-        **QUALITY,
-        **kwargs,
     )
 
 
@@ -120,7 +123,7 @@ def test_baselines_score_the_same_images(fold, masks, tmp_path):  # noqa: F811
     np.testing.assert_allclose(random["iou_top_k"], expected["iou_top_k"])
 
 
-def _baselines(root, masks, out, **kwargs):
+def _baselines(root, masks, out, **changes):
     return score_baselines(
         root / "model.pt",
         root / "images.npy",
@@ -128,39 +131,36 @@ def _baselines(root, masks, out, **kwargs):
         root / "predictions.parquet",
         masks,
         out,
-        batch_size=4,
-        device="cpu",
-        seed=3,
-        **QUALITY,
-        **kwargs,
+        *settings(**{"seed": 3, **QUALITY, **changes}),
     )
 
 
-def _explain_fold(root, masks, out, methods, **kwargs):
+def _explain_fold(root, masks, out, methods, cams=True, **changes):
+    """The cams job (unless ``cams`` is False: the maps are there) and the scores job of one
+    fold, as the workflow runs them."""
     paths = {
         kind: [out / method / f"{kind}.{ext}" for method in methods]
         for kind, ext in (("scores", "parquet"), ("cams", "npz"), ("sanity", "parquet"))
     }
     for method in methods:
         (out / method).mkdir(parents=True, exist_ok=True)
-    return explain_fold(
-        root / "model.pt",
-        root / "images.npy",
-        root / "manifest.parquet",
-        root / "predictions.parquet",
+    args = (root / "model.pt", root / "images.npy", root / "manifest.parquet")
+    args += (root / "predictions.parquet",)
+    explain, quality = settings(
+        **{"seed": 3, "sanity_images": 2, "sanity_depths": [1], **QUALITY, **changes}
+    )
+    if cams:
+        explain_fold(*args, methods, paths["cams"], explain)
+    return score_fold(
+        *args,
         methods,
-        paths["scores"],
         paths["cams"],
+        paths["scores"],
         paths["sanity"],
-        out / "baselines.parquet",
-        batch_size=4,
-        device="cpu",
+        explain,
+        quality,
         masks_path=masks,
-        seed=3,
-        sanity_images=2,
-        sanity_depths=[1],
-        **QUALITY,
-        **kwargs,
+        baselines_path=out / "baselines.parquet",
     )
 
 
@@ -211,3 +211,36 @@ def test_explain_fold_checks_every_method_and_the_layer_first(
     with pytest.raises((ValueError, KeyError), match=re.escape(message)):
         _explain_fold(fold[0], masks, tmp_path, methods, layer_path=layer)
     assert not list(tmp_path.rglob("*.*"))  # nothing written for the first method
+
+
+def test_scores_come_from_the_stored_maps_and_rescoring_keeps_them(fold, masks, tmp_path):  # noqa: F811
+    """The scores job reads the maps the cams job stored: those maps scored by the loop that
+    scores a baseline's give the method's scores exactly; other quality settings rescore
+    without touching cams.npz; maps of other images are refused, naming the file."""
+    root = fold[0]
+    out = tmp_path / "fold"
+    first = _explain_fold(root, masks, out, ["gradcam"], max_images=5)
+    cams = out / "gradcam" / "cams.npz"
+    stamp = (cams.read_bytes(), cams.stat().st_mtime_ns)
+    loaded = load_fold(
+        *(root / name for name in ("model.pt", "images.npy", "manifest.parquet")),
+        root / "predictions.parquet",
+        masks_path=masks,
+        device="cpu",
+        max_images=5,
+    )
+    _, quality = settings(**QUALITY)
+    direct = score_maps(loaded, np.load(cams)["cams"], quality, seed=3, batch_size=4)
+    for column in MAP_SCORES:
+        np.testing.assert_array_equal(first[column], direct[column], err_msg=column)
+
+    rescored = _explain_fold(
+        root, masks, out, ["gradcam"], cams=False, max_images=5, road_percentiles=[50]
+    )
+    assert (cams.read_bytes(), cams.stat().st_mtime_ns) == stamp
+    kept = [c for c in first.columns if c != "road"]
+    pd.testing.assert_frame_equal(rescored[kept], first[kept])
+    assert not np.allclose(rescored["road"], first["road"])
+
+    with pytest.raises(ValueError, match=re.escape(f"{cams} holds the maps of other images")):
+        _explain_fold(root, masks, out, ["gradcam"], cams=False, max_images=4)

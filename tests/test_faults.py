@@ -53,7 +53,7 @@ def test_a_corrupt_or_deleted_intermediate_is_rebuilt_by_a_plain_rerun(tiny_run,
     # No target named: the training is rerun, and everything made from its predictions.
     counts = job_counts(snakemake(workdir))
     assert counts["train"] == counts["fold_metrics"] == 1
-    assert counts["explain"] == counts["cam_gallery"] == 1
+    assert counts["cams"] == counts["scores"] == counts["cam_gallery"] == 1
     assert "Nothing to be done" in snakemake(workdir, "--dry-run")
     pd.testing.assert_frame_equal(integrity.read_parquet(path), before, check_exact=True)
     assert _tables(workdir) == _tables(tiny_run)
@@ -64,7 +64,7 @@ def test_a_corrupt_or_deleted_intermediate_is_rebuilt_by_a_plain_rerun(tiny_run,
     counts = job_counts(snakemake(workdir))
     assert counts["fold_metrics"] == counts["collect_explanations"] == 1
     assert counts["classification_table"] == counts["quality_tables"] == 1
-    assert "train" not in counts and "explain" not in counts
+    assert "train" not in counts and "cams" not in counts and "scores" not in counts
     assert "Nothing to be done" in snakemake(workdir, "--dry-run")
     assert _tables(workdir) == _tables(tiny_run)
 

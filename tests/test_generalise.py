@@ -272,4 +272,4 @@ def test_leave_site_out_demo_config_dry_run(tmp_path):
     counts = job_counts(snakemake(tmp_path, "--dry-run"))
     n_folds, n_data = config["folds"], len(config["datasets"])
     assert counts["train"] == counts["generalise"] == n_data * n_folds
-    assert counts["generalisation_figure"] == n_data and "explain" not in counts
+    assert counts["generalisation_figure"] == n_data and "cams" not in counts

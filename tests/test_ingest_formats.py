@@ -483,8 +483,9 @@ def test_paper_config_needs_only_the_dataset_paths(tmp_path):
     assert "phantom" not in counts
     assert counts["ingest"] == n_data
     assert counts["train"] == n_data * len(paper["models"]) * n_folds
-    # one explain job per explained model and fold, every method in it
-    assert counts["explain"] == n_data * n_folds * len(paper["explain"]["models"])
+    # one cams and one scores job per explained model and fold, every method in each
+    per_fold = n_data * n_folds * len(paper["explain"]["models"])
+    assert counts["cams"] == counts["scores"] == per_fold
 
 
 def test_dicom_files_without_a_suffix_are_found_by_their_preamble(tmp_path, caplog):

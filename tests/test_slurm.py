@@ -27,7 +27,7 @@ from xaimed import gpu_slots
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 REQUIRE_SLURM = os.environ.get("XAIMED_REQUIRE_SLURM") == "1"
-GPU_RULES = {"train", "explain", "generalise"}
+GPU_RULES = {"train", "cams", "scores", "generalise"}
 # The Snakefile's localrules: run by Snakemake itself, never submitted.
 LOCAL_RULES = {
     "phantom",
@@ -160,7 +160,7 @@ def test_slurm_run_submits_every_cluster_job_and_equals_the_local_run(slurm, tin
     counts = job_counts(output)
     counts.pop("total")
     # Every job Snakemake ran that is not a local rule went through sbatch, and nothing else did.
-    assert set(counts) == {"ingest", "folds", "preprocess", "train", "explain"}
+    assert set(counts) == {"ingest", "folds", "preprocess", "train", "cams", "scores"}
     assert rules == {rule: n for rule, n in counts.items() if rule not in LOCAL_RULES}
     for job_id, log in submitted:
         job = jobs[job_id]
@@ -260,7 +260,8 @@ def test_changing_one_models_learning_rate_reruns_only_its_jobs(tiny_run, tmp_pa
     ]
     assert counts == {
         "train": per_fold,
-        "explain": per_fold,  # every method and the baselines of a fold in one job
+        "cams": per_fold,  # every method of a fold in one job
+        "scores": per_fold,  # and every method's and baseline's scores in one
         "generalise": per_fold,
         **dict.fromkeys(per_dataset, n_datasets),
         **dict.fromkeys(once, 1),

@@ -15,13 +15,12 @@ import numpy as np
 import pandas as pd
 
 from xaimed import integrity
-from xaimed.faithfulness import faithfulness_scores
-from xaimed.heldout import Fold, load_fold
-from xaimed.localisation import BASELINES, baseline_maps, localisation_scores
+from xaimed.explain_settings import ExplainSettings, QualitySettings
+from xaimed.heldout import MAP_SCORES, Fold, load_fold, score_maps
+from xaimed.localisation import BASELINES, baseline_maps
 from xaimed.runtime import seed_everything
-from xaimed.scores import confidence_increase
 
-__all__ = ["BASELINE_COLUMNS", "BASELINE_SETTINGS", "score_baselines", "score_fold_baselines"]
+__all__ = ["BASELINE_COLUMNS", "score_baselines", "score_fold_baselines"]
 
 log = logging.getLogger("xaimed.baselines")
 
@@ -36,17 +35,8 @@ BASELINE_COLUMNS = [
     "pred",
     "pred_name",
     "correct",
-    "confidence_increase",
-    "pointing_game",
-    "energy_pointing_game",
-    "iou_top_k",
-    "deletion_auc",
-    "insertion_auc",
+    *MAP_SCORES,  # scored as a method's maps are (xaimed.heldout.score_maps)
 ]
-
-
-#: the explain settings the baseline scores take (the others are the methods' own)
-BASELINE_SETTINGS = ("batch_size", "tolerance", "top_k", "faithfulness_steps")
 
 
 def score_baselines(
@@ -56,42 +46,34 @@ def score_baselines(
     predictions_path: str | os.PathLike,
     masks_path: str | os.PathLike,
     scores_path: str | os.PathLike,
-    *,
-    seed: int = 0,
-    device: str = "auto",
-    max_images: int | None = None,
-    **settings,
+    settings: ExplainSettings,
+    quality: QualitySettings,
 ) -> pd.DataFrame:
     """:func:`score_fold_baselines` on the fold :func:`~xaimed.heldout.load_fold` loads: the
-    images the explain stage explains with the same ``max_images``."""
-    seed_everything(seed)
+    images the explain stage explains with the same ``settings.max_images``."""
+    seed_everything(settings.seed)
     fold = load_fold(
         model_path,
         images_path,
         manifest_path,
         predictions_path,
         masks_path=masks_path,
-        device=device,
-        max_images=max_images,
+        device=settings.device,
+        max_images=settings.max_images,
     )
-    return score_fold_baselines(fold, scores_path, seed=seed, **settings)
+    return score_fold_baselines(fold, scores_path, settings, quality)
 
 
 def score_fold_baselines(
     fold: Fold,
     scores_path: str | os.PathLike,
-    *,
-    batch_size: int = 16,
-    seed: int = 0,
-    tolerance: float = 0,
-    top_k: float = 10,
-    faithfulness_steps: int = 10,
+    settings: ExplainSettings,
+    quality: QualitySettings,
 ) -> pd.DataFrame:
     """Scores of each baseline map (:data:`~xaimed.localisation.BASELINES`) on the images of
-    ``fold``, which must have its lesion masks; the keyword arguments mean what they mean for
-    :func:`xaimed.explain.explain_method`. Writes ``scores_path`` (parquet,
-    :data:`BASELINE_COLUMNS`, one row per image and baseline; the ``mask`` baseline is NaN
-    where an image has no lesion)."""
+    ``fold``, which must have its lesion masks, by :func:`~xaimed.heldout.score_maps` as a
+    method's maps are scored. Writes ``scores_path`` (parquet, :data:`BASELINE_COLUMNS`, one
+    row per image and baseline; the ``mask`` baseline is NaN where an image has no lesion)."""
     if fold.masks is None:
         raise ValueError("the baseline maps need the lesion masks (masks_path)")
     rows, meta = fold.rows, fold.meta
@@ -106,36 +88,13 @@ def score_fold_baselines(
     )
     ids = rows["image_id"].astype(str).tolist()
     targets = rows["pred"].to_numpy().astype(np.int64)
-    seeds = fold.seeds(seed)
-    maps = baseline_maps(fold.masks, ids, seed)
+    maps = baseline_maps(fold.masks, ids, settings.seed)
     has_lesion = fold.masks.reshape(n, -1).any(axis=1) if n else np.zeros(0, dtype=bool)
     frames = []
     for name in BASELINES:
-        columns = {c: np.full(n, np.nan) for c in BASELINE_COLUMNS[10:]}
-        for start in range(0, n, batch_size):
-            part = slice(start, min(start + batch_size, n))
-            x = fold.inputs(part.start, part.stop)
-            cams = maps[name][part].astype(np.float32)
-            part_targets = targets[part].tolist()
-            quality = {
-                "confidence_increase": confidence_increase(
-                    fold.model, x, cams, part_targets, batch_size
-                ),
-                **faithfulness_scores(
-                    fold.model,
-                    x,
-                    cams,
-                    part_targets,
-                    steps=faithfulness_steps,
-                    seeds=seeds[part],
-                    batch_size=batch_size,
-                ),
-                **localisation_scores(
-                    cams, fold.masks[part], tolerance=tolerance, top_k=top_k, seeds=seeds[part]
-                ),
-            }
-            for column, values in quality.items():
-                columns[column][part] = values
+        columns = score_maps(
+            fold, maps[name], quality, seed=settings.seed, batch_size=settings.batch_size
+        )
         if name == "mask":  # an all-zero map explains nothing
             for values in columns.values():
                 values[~has_lesion] = np.nan

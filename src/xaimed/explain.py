@@ -1,4 +1,6 @@
-"""The explain stage: CAMs of one trained model on its held-out fold, and their scores."""
+"""The explain stage in two steps: the CAMs of one trained model on its held-out fold (rule
+``cams``), and their scores from the stored maps (rule ``scores``), so a change to how maps are
+scored (:class:`~xaimed.explain_settings.QualitySettings`) recomputes no CAM."""
 
 from __future__ import annotations
 
@@ -13,15 +15,15 @@ import pandas as pd
 import torch
 
 from xaimed import integrity
-from xaimed.baselines import BASELINE_SETTINGS, score_fold_baselines
+from xaimed.baselines import score_fold_baselines
 from xaimed.cams import METHODS, compute_cams, compute_cams_and_signs
-from xaimed.faithfulness import faithfulness_scores
-from xaimed.heldout import Fold, classes_in_turn, load_fold
-from xaimed.localisation import baseline_maps, localisation_scores
+from xaimed.explain_settings import ExplainSettings, QualitySettings
+from xaimed.heldout import MAP_SCORES, Fold, classes_in_turn, load_fold, score_maps
+from xaimed.localisation import baseline_maps
 from xaimed.models import target_layer
 from xaimed.runtime import atomic_write, seed_everything
 from xaimed.sanity import sanity_check, spearman, ssim
-from xaimed.scores import confidence_increase, constant_maps, road
+from xaimed.scores import constant_maps
 
 __all__ = [
     "QUALITY_COLUMNS",
@@ -30,6 +32,8 @@ __all__ = [
     "explain",
     "explain_fold",
     "explain_method",
+    "score_fold",
+    "score_method",
 ]
 
 log = logging.getLogger("xaimed.explain")
@@ -90,6 +94,14 @@ def _check_method(method: str) -> None:
         raise ValueError(f"unknown CAM method {method!r}; supported: {', '.join(METHODS)}")
 
 
+def _check_paths(methods: Sequence[str], **paths: Sequence) -> None:
+    for name, given in paths.items():
+        if len(given) != len(methods):
+            raise ValueError(f"{len(methods)} methods need as many {name} paths; got {len(given)}")
+    for method in methods:
+        _check_method(method)
+
+
 def explain(
     model_path: str | os.PathLike,
     images_path: str | os.PathLike,
@@ -98,24 +110,25 @@ def explain(
     method: str,
     scores_path: str | os.PathLike,
     cams_path: str | os.PathLike,
+    settings: ExplainSettings,
+    quality: QualitySettings,
     *,
+    masks_path: str | os.PathLike | None = None,
     sanity_path: str | os.PathLike | None = None,
-    **options,
 ) -> pd.DataFrame:
-    """CAMs (``method``) for the predicted class of every image in ``predictions`` (or at most
-    ``max_images``, the predicted classes taken in turn) and their scores, written to
-    ``scores_path`` and ``cams_path`` (and the sanity check to ``sanity_path``, if given):
-    :func:`explain_fold` with this one method; ``options`` are its keyword arguments."""
-    return explain_fold(
-        model_path,
-        images_path,
-        manifest_path,
-        predictions_path,
+    """Both steps for one method: :func:`explain_fold` writes ``cams_path``, then
+    :func:`score_fold` scores it into ``scores_path`` (and ``sanity_path``, if given)."""
+    args = (model_path, images_path, manifest_path, predictions_path)
+    explain_fold(*args, [method], [cams_path], settings)
+    return score_fold(
+        *args,
         [method],
-        [scores_path],
         [cams_path],
+        [scores_path],
         [sanity_path],
-        **options,
+        settings,
+        quality,
+        masks_path=masks_path,
     )
 
 
@@ -125,98 +138,50 @@ def explain_fold(
     manifest_path: str | os.PathLike,
     predictions_path: str | os.PathLike,
     methods: Sequence[str],
-    scores_paths: Sequence[str | os.PathLike],
     cams_paths: Sequence[str | os.PathLike],
-    sanity_paths: Sequence[str | os.PathLike | None],
-    baselines_path: str | os.PathLike | None = None,
-    *,
-    seed: int = 0,
-    device: str = "auto",
-    max_images: int | None = None,
-    masks_path: str | os.PathLike | None = None,
-    **settings,
-) -> pd.DataFrame:
-    """Every method of ``methods`` on one trained model's held-out fold and, with
-    ``baselines_path``, the baseline maps (:func:`xaimed.baselines.score_fold_baselines`), in
-    one process that loads the model, images and masks once: at the demo's size a job per
-    method spent longer importing torch and loading than explaining.
+    settings: ExplainSettings,
+) -> None:
+    """The CAMs of every method of ``methods`` on one trained model's held-out fold (rule
+    ``cams``), in one process that loads the model and images once: at the demo's size a job
+    per method spent longer importing torch and loading than explaining.
 
-    Method ``methods[i]`` writes ``scores_paths[i]``, ``cams_paths[i]`` and ``sanity_paths[i]``
-    (None: no sanity check), the same files it writes alone (``settings`` are
-    :func:`explain_method`'s keyword arguments; the global seed is reset before each method,
-    so a method's results do not depend on the ones before it). The images are those of
-    :func:`~xaimed.heldout.load_fold` (``max_images``; ``masks_path``: the lesion masks, for
-    the localisation scores and the baselines). Every method is checked before any work, and a
-    missing target layer fails before the first method writes anything. Returns all the
-    methods' scores, one frame.
+    Method ``methods[i]`` writes ``cams_paths[i]`` (:func:`explain_method`; the global seed is
+    reset before each method, so a method's maps do not depend on the ones before it). The
+    images are those of :func:`~xaimed.heldout.load_fold` (``settings.max_images``). Every
+    method is checked before any work, and a missing target layer fails before the first
+    method writes anything.
     """
-    if not len(methods) == len(scores_paths) == len(cams_paths) == len(sanity_paths):
-        raise ValueError(
-            f"{len(methods)} methods need as many scores, cams and sanity paths; got "
-            f"{len(scores_paths)}, {len(cams_paths)} and {len(sanity_paths)}"
-        )
-    for method in methods:
-        _check_method(method)
+    _check_paths(methods, cams=cams_paths)
     fold = load_fold(
         model_path,
         images_path,
         manifest_path,
         predictions_path,
-        masks_path=masks_path,
-        device=device,
-        max_images=max_images,
+        device=settings.device,
+        max_images=settings.max_images,
     )
-    frames = []
-    for done, (method, scores, cams, sanity) in enumerate(
-        zip(methods, scores_paths, cams_paths, sanity_paths, strict=True)
-    ):
+    target_layer(fold.model, fold.meta["model"], settings.layer_path)  # fails before any work
+    for done, (method, cams) in enumerate(zip(methods, cams_paths, strict=True)):
         log.info("method %d/%d: %s", done + 1, len(methods), method)
-        seed_everything(seed)
-        frames.append(
-            explain_method(fold, method, scores, cams, seed=seed, sanity_path=sanity, **settings)
-        )
-    if baselines_path is not None:
-        seed_everything(seed)
-        baseline_settings = {k: v for k, v in settings.items() if k in BASELINE_SETTINGS}
-        score_fold_baselines(fold, baselines_path, seed=seed, **baseline_settings)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)
+        seed_everything(settings.seed)
+        explain_method(fold, method, cams, settings)
 
 
 def explain_method(
-    fold: Fold,
-    method: str,
-    scores_path: str | os.PathLike,
-    cams_path: str | os.PathLike,
-    *,
-    batch_size: int = 16,
-    road_percentiles: Sequence[float] = (20, 40, 60, 80),
-    seed: int = 0,
-    sanity_path: str | os.PathLike | None = None,
-    tolerance: float = 0,
-    top_k: float = 10,
-    faithfulness_steps: int = 10,
-    sanity_images: int = 4,
-    sanity_depths: Sequence[int | str] = (1, "all"),
-    layer_path: str | None = None,
-) -> pd.DataFrame:
-    """CAMs (``method``) for the predicted class of every image of ``fold`` and their scores:
-    confidence increase, ROAD, deletion and insertion AUC (``faithfulness_steps``), and, where
-    the fold has lesion masks, the localisation scores (pointing game within ``tolerance``
-    pixels, energy pointing game, IoU of the ``top_k`` % most relevant pixels).
+    fold: Fold, method: str, cams_path: str | os.PathLike, settings: ExplainSettings
+) -> dict[str, np.ndarray]:
+    """CAMs (``method``) for the predicted class of every image of ``fold``, taken at the
+    target layer ``settings.layer_path`` in batches of ``settings.batch_size``.
 
-    Writes ``scores_path`` (parquet, :data:`SCORE_COLUMNS`; ``seconds`` = the batch's CAM time
-    / batch size) and ``cams_path`` (npz: image_id str, cams float16 (N, S, S), target int),
-    each atomically, and returns the scores frame. With ``sanity_path``, also the randomisation
-    sanity check of ``sanity_images`` of the images (classes in turn) at each cascade depth of
-    ``sanity_depths`` (:data:`SANITY_FILE_COLUMNS`). Every map is taken at the target layer
-    ``layer_path`` (a dotted module path, config ``explain.target_layers``; None: the default
-    of :data:`xaimed.models.CAM_FAMILIES`).
+    Writes ``cams_path`` atomically (npz: image_id str, cams float32 (N, S, S), target int,
+    seconds = the batch's CAM time / batch size, sign_flipped = whether a sign-corrected Eigen
+    method flipped the library's sign, NaN for other methods) and returns its arrays. The maps
+    are stored in float32: the scores read them back, and float16 would move ROAD by up to
+    0.02 (docs/outputs.md).
     """
     _check_method(method)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model, meta, dev, rows = fold.model, fold.meta, fold.device, fold.rows
-    model_name = meta["model"]
+    model_name, layer_path, batch_size = meta["model"], settings.layer_path, settings.batch_size
     n = len(rows)
     log.info(
         "explaining %d images of %s/%s fold %s with %s at layer %s on %s",
@@ -228,14 +193,10 @@ def explain_method(
         layer_path or "(default of CAM_FAMILIES)",
         dev,
     )
-    target_layer(model, model_name, layer_path)  # a missing layer fails here, before any work
-
     targets = rows["pred"].to_numpy().astype(np.int64)
-    seeds = fold.seeds(seed)
-    all_cams = np.empty((n, *fold.images.shape[-2:]), dtype=np.float16)
-    cams32 = np.empty((n, *fold.images.shape[-2:]), dtype=np.float32)
-    columns = {name: np.full(n, np.nan) for name in ("confidence_increase", "road", "seconds")}
-    columns.update({name: np.full(n, np.nan) for name in QUALITY_COLUMNS})
+    cams = np.empty((n, *fold.images.shape[-2:]), dtype=np.float32)
+    seconds = np.full(n, np.nan)
+    flipped = np.full(n, np.nan)
     if n:  # untimed warm-up (lazy init, cuDNN autotuning) so batch 1's seconds are comparable
         compute_cams(
             model,
@@ -247,69 +208,137 @@ def explain_method(
         )
     started = time.perf_counter()
     for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        part = slice(start, stop)
-        batch_targets = targets[part].tolist()
-        x = fold.inputs(start, stop)
+        part = slice(start, min(start + batch_size, n))
+        x = fold.inputs(part.start, part.stop)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
-        maps, flipped = compute_cams_and_signs(
+        cams[part], flipped[part] = compute_cams_and_signs(
             model,
             model_name,
             method,
             x,
-            batch_targets,
+            targets[part].tolist(),
             batch_size=batch_size,
             layer_path=layer_path,
         )
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        columns["seconds"][part] = (time.perf_counter() - t0) / (stop - start)
-        columns["sign_flipped"][part] = flipped
-        all_cams[part] = maps
-        cams32[part] = maps
-        columns["confidence_increase"][part] = confidence_increase(
-            model, x, maps, batch_targets, batch_size
-        )
-        columns["road"][part] = road(
-            model, x, maps, batch_targets, road_percentiles, seed=seed, batch_size=batch_size
-        )
-        quality = faithfulness_scores(
-            model,
-            x,
-            maps,
-            batch_targets,
-            steps=faithfulness_steps,
-            seeds=seeds[part],
-            batch_size=batch_size,
-        )
-        if fold.masks is not None:
-            quality |= localisation_scores(
-                maps, fold.masks[part], tolerance=tolerance, top_k=top_k, seeds=seeds[part]
-            )
-        for name, values in quality.items():
-            columns[name][part] = values
-        rate = stop / max(time.perf_counter() - started, 1e-9)
-        log.info("images done %d/%d (%.1f img/s)", stop, n, rate)
+        seconds[part] = (time.perf_counter() - t0) / (part.stop - part.start)
+        rate = part.stop / max(time.perf_counter() - started, 1e-9)
+        log.info("images done %d/%d (%.1f img/s)", part.stop, n, rate)
+    arrays = {
+        "image_id": rows["image_id"].to_numpy(dtype=str),
+        "cams": cams,
+        "target": targets,
+        "seconds": seconds,
+        "sign_flipped": flipped,
+    }
+    atomic_write(cams_path, lambda tmp: _write_npz(tmp, **arrays))
+    log.info("wrote %s", cams_path)
+    return arrays
 
-    constant = constant_maps(cams32)
+
+def score_fold(
+    model_path: str | os.PathLike,
+    images_path: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    methods: Sequence[str],
+    cams_paths: Sequence[str | os.PathLike],
+    scores_paths: Sequence[str | os.PathLike],
+    sanity_paths: Sequence[str | os.PathLike | None],
+    settings: ExplainSettings,
+    quality: QualitySettings,
+    *,
+    masks_path: str | os.PathLike | None = None,
+    baselines_path: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """The scores of every method's stored maps (``cams_paths[i]``, written by
+    :func:`explain_fold` with the same ``settings``) on one model's held-out fold (rule
+    ``scores``): method ``methods[i]`` writes ``scores_paths[i]`` and ``sanity_paths[i]``
+    (None: no sanity check; :func:`score_method`) and, with ``baselines_path``, the baseline
+    maps' scores (:func:`xaimed.baselines.score_fold_baselines`). ``masks_path``: the lesion
+    masks, for the localisation scores and the baselines. The global seed is reset before each
+    method. Returns all the methods' scores, one frame."""
+    _check_paths(methods, cams=cams_paths, scores=scores_paths, sanity=sanity_paths)
+    fold = load_fold(
+        model_path,
+        images_path,
+        manifest_path,
+        predictions_path,
+        masks_path=masks_path,
+        device=settings.device,
+        max_images=settings.max_images,
+    )
+    frames = []
+    for done, paths in enumerate(zip(methods, cams_paths, scores_paths, sanity_paths, strict=True)):
+        log.info("method %d/%d: %s", done + 1, len(methods), paths[0])
+        seed_everything(settings.seed)
+        frames.append(score_method(fold, *paths, settings, quality))
+    if baselines_path is not None:
+        seed_everything(settings.seed)
+        score_fold_baselines(fold, baselines_path, settings, quality)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)
+
+
+def _read_cams(path: str | os.PathLike, fold: Fold) -> dict[str, np.ndarray]:
+    """A cams.npz, checked against the images and classes of ``fold``."""
+    stored = integrity.read_npz(path)
+    missing = {"image_id", "cams", "target", "seconds", "sign_flipped"} - set(stored)
+    if missing:
+        raise ValueError(f"{path} lacks {sorted(missing)}: made by an older xaimed; rerun cams")
+    ids = fold.rows["image_id"].astype(str).to_numpy()
+    targets = fold.rows["pred"].to_numpy().astype(np.int64)
+    if not (np.array_equal(stored["image_id"], ids) and np.array_equal(stored["target"], targets)):
+        raise ValueError(
+            f"{path} holds the maps of other images or classes than the {len(ids)} held-out "
+            "predictions to score: rerun cams with the same explain settings"
+        )
+    return stored
+
+
+def score_method(
+    fold: Fold,
+    method: str,
+    cams_path: str | os.PathLike,
+    scores_path: str | os.PathLike,
+    sanity_path: str | os.PathLike | None,
+    settings: ExplainSettings,
+    quality: QualitySettings,
+) -> pd.DataFrame:
+    """Scores of ``method``'s maps stored in ``cams_path`` (:func:`explain_method`) for the
+    images of ``fold``: :data:`~xaimed.heldout.MAP_SCORES` (:func:`~xaimed.heldout.score_maps`),
+    with the CAM step's ``seconds`` and ``sign_flipped`` beside them and whether each map is
+    constant. Writes ``scores_path`` (parquet, :data:`SCORE_COLUMNS`) atomically and returns
+    it. With ``sanity_path``, also the randomisation sanity check of ``quality.sanity_images``
+    of the images (classes in turn) at each cascade depth of ``quality.sanity_depths``
+    (:data:`SANITY_FILE_COLUMNS`), with the maps taken at the same target layer.
+    """
+    _check_method(method)
+    meta, rows = fold.meta, fold.rows
+    n = len(rows)
+    stored = _read_cams(cams_path, fold)
+    cams = stored["cams"].astype(np.float32)
+    name = f"{meta.get('dataset')}/{meta['model']} fold {meta.get('fold')}, {method}"
+    log.info("scoring %d maps of %s", n, name)
+    columns = score_maps(
+        fold, cams, quality, seed=settings.seed, batch_size=settings.batch_size, progress=method
+    )
+    constant = constant_maps(cams)
     if constant.any():
         log.warning(
-            "%s/%s fold %s, %s: %d of %d maps are constant (all zero or flat) and point "
-            "nowhere; counted in scores.parquet (constant_map) and the tables; a finer target "
-            "layer (explain.target_layers) usually helps",
-            meta.get("dataset"),
-            model_name,
-            meta.get("fold"),
-            method,
+            "%s: %d of %d maps are constant (all zero or flat) and point nowhere; counted in "
+            "scores.parquet (constant_map) and the tables; a finer target layer "
+            "(explain.target_layers) usually helps",
+            name,
             constant.sum(),
             n,
         )
     scores = pd.DataFrame(
         {
             "dataset": meta.get("dataset"),
-            "model": model_name,
+            "model": meta["model"],
             "fold": meta.get("fold"),
             "method": method,
             "image_id": rows["image_id"].astype(str),
@@ -318,29 +347,22 @@ def explain_method(
             "pred": rows["pred"].astype(np.int64),
             "pred_name": rows["pred_name"].astype(str),
             "correct": (rows["label"].to_numpy() == rows["pred"].to_numpy()).astype(bool),
-            **columns,
+            **{column: columns[column] for column in MAP_SCORES},
+            "seconds": stored["seconds"],
+            "sign_flipped": stored["sign_flipped"],
             "constant_map": constant,
         },
         columns=SCORE_COLUMNS,
     )
     if sanity_path is not None:
-        checked = classes_in_turn(rows, sanity_images) if n else np.arange(0)
-        sanity = _sanity(fold, method, cams32, checked, seed, sanity_depths, batch_size, layer_path)
+        checked = classes_in_turn(rows, quality.sanity_images) if n else np.arange(0)
+        sanity = _sanity(fold, method, cams, checked, settings, quality)
         sanity = sanity.assign(
-            dataset=meta.get("dataset"), model=model_name, fold=meta.get("fold"), method=method
+            dataset=meta.get("dataset"), model=meta["model"], fold=meta.get("fold"), method=method
         )[SANITY_FILE_COLUMNS]
         integrity.write_parquet(sanity, sanity_path)
     integrity.write_parquet(scores, scores_path)
-    atomic_write(
-        cams_path,
-        lambda tmp: _write_npz(
-            tmp,
-            image_id=scores["image_id"].to_numpy(dtype=str),
-            cams=all_cams,
-            target=targets,
-        ),
-    )
-    log.info("wrote %s and %s", scores_path, cams_path)
+    log.info("wrote %s", scores_path)
     return scores
 
 
@@ -349,10 +371,8 @@ def _sanity(
     method: str,
     cams: np.ndarray,
     checked: np.ndarray,
-    seed: int,
-    depths: Sequence[int],
-    batch_size: int,
-    layer_path: str | None = None,
+    settings: ExplainSettings,
+    quality: QualitySettings,
 ) -> pd.DataFrame:
     """The randomisation check of the images at positions ``checked``, with the similarity of
     their trained maps to each baseline map beside it."""
@@ -370,10 +390,10 @@ def _sanity(
         rows["pred"].tolist(),
         trained,
         ids,
-        depths=depths,
-        seed=seed,
-        batch_size=batch_size,
-        layer_path=layer_path,
+        depths=quality.sanity_depths,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+        layer_path=settings.layer_path,
     )
     masks = fold.masks[checked] if fold.masks is not None else np.zeros(trained.shape)
     baselines = pd.DataFrame(
@@ -383,7 +403,7 @@ def _sanity(
             "pred_name": rows["pred_name"].astype(str).to_numpy(),
         }
     )
-    for name, maps in baseline_maps(masks, ids, seed).items():
+    for name, maps in baseline_maps(masks, ids, settings.seed).items():
         baselines[f"spearman_{name}"] = spearman(trained, maps)
         baselines[f"ssim_{name}"] = ssim(trained, maps)
         if name == "mask":  # no lesion, no mask to compare with

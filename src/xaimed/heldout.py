@@ -1,9 +1,12 @@
 """One trained model's held-out images, loaded and checked against its predictions: what
-the explain stage explains and the baseline maps are scored on (the same selection)."""
+the explain stage explains and the baseline maps are scored on (the same selection), and the
+scores of any maps of them (a CAM method's or a baseline's: one loop for both)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,11 +15,28 @@ import pandas as pd
 import torch
 
 from xaimed import integrity
-from xaimed.localisation import image_seed
+from xaimed.explain_settings import QualitySettings
+from xaimed.faithfulness import faithfulness_scores
+from xaimed.localisation import image_seed, localisation_scores
 from xaimed.models import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, normalize
 from xaimed.runtime import select_device
+from xaimed.scores import confidence_increase, road
 
-__all__ = ["Fold", "classes_in_turn", "load_fold"]
+__all__ = ["MAP_SCORES", "Fold", "classes_in_turn", "load_fold", "score_maps"]
+
+#: what :func:`score_maps` gives per image, whatever made the map; the localisation scores
+#: are NaN where the fold has no masks or the image no lesion
+MAP_SCORES = [
+    "confidence_increase",
+    "road",
+    "pointing_game",
+    "energy_pointing_game",
+    "iou_top_k",
+    "deletion_auc",
+    "insertion_auc",
+]
+
+log = logging.getLogger("xaimed.heldout")
 
 _PREDICTION_COLUMNS = ["image_id", "label", "label_name", "pred", "pred_name"]
 
@@ -148,3 +168,68 @@ def load_fold(
         mean=meta.get("mean") or IMAGENET_MEAN,
         std=meta.get("std") or IMAGENET_STD,
     )
+
+
+def score_maps(
+    fold: Fold,
+    maps: np.ndarray,
+    quality: QualitySettings,
+    *,
+    seed: int,
+    batch_size: int,
+    progress: str | None = None,
+) -> dict[str, np.ndarray]:
+    """:data:`MAP_SCORES` of ``maps`` (N, S, S) in [0, 1], one per image of ``fold`` for its
+    predicted class, in batches of ``batch_size``: confidence increase, ROAD
+    (``quality.road_percentiles``), deletion and insertion AUC (``quality.faithfulness_steps``)
+    and, where the fold has lesion masks, the pointing game within ``quality.tolerance`` pixels,
+    the energy pointing game and the IoU of the ``quality.top_k`` % most relevant pixels.
+    With ``progress`` (a name), logs the images done after each batch."""
+    n = len(fold.rows)
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.shape != (n, *fold.images.shape[-2:]):
+        raise ValueError(f"{maps.shape} maps for {n} images of {fold.images.shape[-2:]} px")
+    targets = fold.rows["pred"].to_numpy().astype(np.int64)
+    seeds = fold.seeds(seed)
+    columns = {name: np.full(n, np.nan) for name in MAP_SCORES}
+    started = time.perf_counter()
+    for start in range(0, n, batch_size):
+        part = slice(start, min(start + batch_size, n))
+        x, cams, part_targets = fold.inputs(part.start, part.stop), maps[part], targets[part]
+        scores = {
+            "confidence_increase": confidence_increase(
+                fold.model, x, cams, part_targets, batch_size
+            ),
+            "road": road(
+                fold.model,
+                x,
+                cams,
+                part_targets,
+                quality.road_percentiles,
+                seed=seed,
+                batch_size=batch_size,
+            ),
+            **faithfulness_scores(
+                fold.model,
+                x,
+                cams,
+                part_targets,
+                steps=quality.faithfulness_steps,
+                seeds=seeds[part],
+                batch_size=batch_size,
+            ),
+        }
+        if fold.masks is not None:
+            scores |= localisation_scores(
+                cams,
+                fold.masks[part],
+                tolerance=quality.tolerance,
+                top_k=quality.top_k,
+                seeds=seeds[part],
+            )
+        for name, values in scores.items():
+            columns[name][part] = values
+        if progress is not None:
+            rate = part.stop / max(time.perf_counter() - started, 1e-9)
+            log.info("%s: images scored %d/%d (%.1f img/s)", progress, part.stop, n, rate)
+    return columns

@@ -12,6 +12,7 @@ from xaimed.config_check import (
     fill_defaults,
     load_schema,
 )
+from xaimed.explain_settings import ExplainSettings, QualitySettings
 
 SCHEMA = load_schema(f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 # Each config file re-read strictly: Snakemake's reading takes a key given twice silently.
@@ -166,15 +167,9 @@ def cam_layer(model):
 
 
 def explain_params(wildcards):
-    explain = config["explain"]
-    return {
-        "batch_size": explain["batch_size"],
-        "road_percentiles": explain["road_percentiles"],
-        "max_images": explain["max_images"],
-        "seed": config["seed"],
-        "device": config["device"],
-        **cam_layer(wildcards.model),
-    }
+    """How the model's CAMs are computed (xaimed.explain_settings.ExplainSettings), as a
+    plain dict: the params of its cams and scores jobs."""
+    return ExplainSettings.from_config(config, wildcards.model).params()
 
 
 def data_files(dataset):
@@ -202,7 +197,7 @@ def method_files(name):
 
 
 def explain_runtime(wildcards):
-    """Minutes an explain job may take on a cluster: two hours per method, one for the
+    """Minutes a cams or scores job may take on a cluster: two hours per method, one for the
     baseline maps."""
     return 60 + 120 * len(METHODS)
 
@@ -426,15 +421,9 @@ def all_generalise_metrics():
 
 
 def quality_params(wildcards):
-    """Settings of the localisation, faithfulness and sanity scores of one explain job."""
-    quality = config["quality"]
-    return {
-        "tolerance": quality["tolerance"],
-        "top_k": quality["top_k"],
-        "faithfulness_steps": quality["faithfulness_steps"],
-        "sanity_images": quality["sanity"]["images"],
-        "sanity_depths": quality["sanity"]["stages"],
-    }
+    """How the maps are scored (xaimed.explain_settings.QualitySettings): the params of the
+    scores jobs only, so changing them recomputes no CAM."""
+    return QualitySettings.from_config(config).params()
 
 
 def all_cam_stability():

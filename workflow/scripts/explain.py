@@ -1,7 +1,7 @@
-"""Explain one model's held-out fold with every CAM method, score the maps and the baseline
-maps (rule explain)."""
+"""The CAMs of every method on one model's held-out fold (rule cams)."""
 
 from xaimed.explain import explain_fold
+from xaimed.explain_settings import ExplainSettings
 from xaimed.runtime import set_threads, setup_logging
 
 setup_logging(snakemake.log[0])
@@ -12,11 +12,6 @@ explain_fold(
     snakemake.input.manifest,
     snakemake.input.predictions,
     snakemake.params.methods,
-    snakemake.output.scores,
     snakemake.output.cams,
-    snakemake.output.sanity,
-    snakemake.output.baselines,
-    masks_path=snakemake.input.masks,
-    **snakemake.params.explain,
-    **snakemake.params.quality,
+    ExplainSettings(**snakemake.params.explain),
 )
