@@ -74,20 +74,20 @@ for _model in EXPLAIN_MODELS:
         )
     )
 FOLDS = list(range(config["folds"]))
-# The keys of a dataset entry that decide how it is ingested; the optional ones are passed
-# only when given.
+# The keys of a dataset entry that decide how it is ingested, in the order its params list
+# them (a new order would rerun every ingest); an optional one only when given.
 INGEST_KEYS = [
     "format",
     "mask_suffix",
     "label_map",
     "on_bad_image",
     "near_duplicate_distance",
-]
-INGEST_OPTIONAL = [
     "mask_dir",
     "group_pattern",
     "metadata",
     "dicom_window",
+    "path_column",
+    "label_column",
     "group_column",
     "split_column",
     "mask_column",
@@ -144,8 +144,9 @@ def ingest_params(wildcards):
     entry = dataset_config(wildcards.dataset)
     if is_phantom(wildcards.dataset):
         entry = PHANTOM_AS_FOLDER
-    keys = INGEST_KEYS + (CSV_KEYS if entry["format"] == "csv" else [])
-    return {key: entry[key] for key in keys + INGEST_OPTIONAL if key in entry}
+    csv = entry["format"] == "csv"
+    keys = [key for key in INGEST_KEYS if csv or key not in CSV_KEYS]
+    return {key: entry[key] for key in keys if key in entry}
 
 
 def training_settings(wildcards):

@@ -5,9 +5,16 @@ from xaimed.integrity import read_parquet, write_parquet
 from xaimed.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
-params = dict(snakemake.params.folds)
+params = snakemake.params.folds
 # Duplicate clusters are kept in one fold (unless the config says `duplicates: report`).
-group_duplicates = params.pop("group_duplicates")
-duplicates = read_parquet(snakemake.input.duplicates) if group_duplicates else None
-folds = assign_folds(read_parquet(snakemake.input.manifest), duplicates=duplicates, **params)
+duplicates = read_parquet(snakemake.input.duplicates) if params["group_duplicates"] else None
+folds = assign_folds(
+    read_parquet(snakemake.input.manifest),
+    params["n_folds"],
+    params["seed"],
+    duplicates=duplicates,
+    cv=params["cv"],
+    # only leave_site_out reads a site column (and only then is it in the params)
+    site_column=params.get("site_column"),
+)
 write_parquet(folds, snakemake.output.folds)
