@@ -284,3 +284,49 @@ def test_constant_maps_are_counted_logged_and_tabled(fold, tmp_path, caplog):
     np.testing.assert_array_equal(fine["constant_map"], spread <= 1e-3)
     assert not fine["constant_map"].any() and "maps are constant" not in caplog.text
     assert (confidence_increase_table(fine)["n_constant_maps"] == 0).all()
+
+
+def test_settings_come_from_the_config_with_the_schemas_defaults_only():
+    """Both settings objects are built from the validated config, whose schema is the only home
+    of their defaults: no field has a default, a default config gives the schema's values, and
+    a scoring setting changes the scores' params but not the CAMs'."""
+    import copy
+    import dataclasses
+
+    import yaml
+    from snakemake.utils import validate
+
+    from tests.conftest import REPO
+
+    for cls in (ExplainSettings, QualitySettings):
+        for field in dataclasses.fields(cls):
+            assert field.default is dataclasses.MISSING, (cls.__name__, field.name)
+            assert field.default_factory is dataclasses.MISSING, (cls.__name__, field.name)
+    schema_path = REPO / "workflow/schemas/config.schema.yaml"
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config.pop("quality", None)
+    config["explain"].pop("road_percentiles", None)
+    validate(config, str(schema_path))
+    schema = yaml.safe_load(schema_path.read_text())["properties"]
+    quality = schema["quality"]["properties"]
+    assert QualitySettings.from_config(config) == QualitySettings(
+        road_percentiles=schema["explain"]["properties"]["road_percentiles"]["default"],
+        tolerance=quality["tolerance"]["default"],
+        top_k=quality["top_k"]["default"],
+        faithfulness_steps=quality["faithfulness_steps"]["default"],
+        sanity_images=quality["sanity"]["properties"]["images"]["default"],
+        sanity_depths=quality["sanity"]["properties"]["stages"]["default"],
+    )
+    explain = ExplainSettings.from_config(config, "resnet50")
+    assert explain.layer_path == config["explain"]["target_layers"]["resnet50"]
+    assert ExplainSettings.from_config(config, "vgg16").layer_path is None  # registry default
+    changed = copy.deepcopy(config)
+    changed["quality"]["tolerance"] += 1
+    changed["explain"]["road_percentiles"] = [50]
+    assert ExplainSettings.from_config(changed, "resnet50").params() == explain.params()
+    assert (
+        QualitySettings.from_config(changed).params()
+        != QualitySettings.from_config(config).params()
+    )
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        dataclasses.replace(explain, batch_size=0)
