@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from xaimed.models import cpu_has_bfloat16
 
@@ -76,3 +77,23 @@ def test_faithfulness_bench_times_both_and_their_areas_agree():
     )
     assert result["plain"] > 0 and result["xaimed"] > 0
     assert result["max_auc_diff"] <= 1e-5  # the same images, batched differently
+
+
+def test_demo_bench_summarises_a_finished_run(tiny_run, tmp_path, capsys):
+    demo = load("demo")
+    figures = demo.main(["--summarise", str(tiny_run), "--wall", "100", "--cores", "2"])
+    out = capsys.readouterr().out
+    trained = list((tiny_run / "benchmarks" / "train").rglob("*.tsv"))
+    assert f"training jobs{len(trained):>30d}" in out  # every training job counted once
+    assert figures["training cpu_s"] > 0 and figures["CAMs cpu_s"] > 0
+    assert figures["predicted_wall_s"] == pytest.approx(demo.job_table(tiny_run)["cpu_s"].sum() / 2)
+    assert set(figures["accuracy_min"]) == {"resnet18", "efficientnet_b0"}
+    assert {method for _, method in figures["pointing_game"]} == {"gradcampp", "ablationcam"}
+    assert "lowest held-out accuracy" in out and "centre" in out
+
+    # --float32: the same config but training in float32, as on a CPU without bfloat16
+    config = tmp_path / "config.yaml"
+    config.write_text((tiny_run / "config.yaml").read_text())
+    copy = yaml.safe_load(demo.float32_config(config, tmp_path).read_text())
+    assert copy["training"].pop("amp") is False
+    assert copy == yaml.safe_load(config.read_text())
