@@ -4,15 +4,20 @@ by hand formulas and scipy; the report's tables and figures all exist."""
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats as sps
 
-from tests.conftest import TINY
+from tests.conftest import TINY, job_counts, snakemake
+from xaimed.stats import benjamini_hochberg
 
 pytestmark = pytest.mark.workflow
+PAIRED_TEST_TABLES = ["ttest_models", "ttest_methods", "ttest_generalisation"]
+PAIRED_TEST_TABLES += ["ttest_localisation", "ttest_faithfulness", "ttest_sanity"]
 
 
 def test_nadeau_bengio_columns_use_the_real_fold_sizes(tiny_run):
@@ -67,3 +72,29 @@ def test_report_outputs_exist(tiny_run):
     assert lesions["n_images"].to_dict() == {"benign": 6, "malignant": 8}
     assert (lesions["n_masks"] == lesions["n_images"]).all()
     assert (lesions["fold_0"] + lesions["fold_1"] == lesions["n_images"]).all()
+
+
+def test_stats_adjust_and_alpha_reach_every_paired_test_table(tiny_run, tmp_path):
+    """bh and alpha 0.10 in the config reach all six paired-test tables (on a copy of the
+    run, so the shared one stays intact)."""
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir)
+    (workdir / "config.yaml").write_text(
+        yaml.safe_dump({**TINY, "stats": {"adjust": "bh", "alpha": 0.1}})
+    )
+    # the six tables as targets: their four rules rerun (params changed), nothing else
+    output = snakemake(workdir, *(f"results/tables/{name}.csv" for name in PAIRED_TEST_TABLES))
+    rules = {"compare_models", "compare_methods", "quality_tables", "generalisation_tables"}
+    assert set(job_counts(output)) - {"total"} == rules
+    for name in PAIRED_TEST_TABLES:
+        before = pd.read_csv(tiny_run / f"results/tables/{name}.csv")
+        after = pd.read_csv(workdir / f"results/tables/{name}.csv")
+        assert len(after) and (before["adjust"] == "holm").all(), name
+        assert (after["adjust"] == "bh").all(), name
+        for _, family in after.groupby("family"):
+            np.testing.assert_allclose(family["p_adjusted"], benjamini_hochberg(family["p"]))
+        pd.testing.assert_series_equal(after["p"], before["p"])
+        # a 90 % interval is narrower than a 95 % one (equal where every difference is equal)
+        width = (after["ci_high"] - after["ci_low"]).dropna()
+        width_95 = (before["ci_high"] - before["ci_low"])[width.index]
+        assert (width <= width_95).all() and (width < width_95).any(), name
