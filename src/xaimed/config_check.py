@@ -549,14 +549,16 @@ def _shift_problems(config: dict, schema: dict) -> list[str]:
             return part[key], False
         return schema["properties"][section]["properties"][key].get("default"), True
 
-    trained = config.get("models") if isinstance(config.get("models"), list) else []
+    trained = config.get("models") if _strings(config.get("models")) else []
     shifted, _ = given("shift", "models")
     explained, _ = given("explain", "models")
     methods, _ = given("shift", "cam_methods")
     severity, default = given("shift", "cam_severity")
     severities, _ = given("shift", "severities")
-    lists = (shifted, explained, methods, severities)
-    if not all(isinstance(x, list) for x in lists) or not isinstance(severity, int):
+    names = (shifted, explained, methods)
+    if not (
+        all(map(_strings, names)) and isinstance(severities, list) and isinstance(severity, int)
+    ):
         return []  # the schema's messages cover it
     if not methods or not set(shifted) & set(explained) & set(trained):
         return []
