@@ -42,7 +42,7 @@ clean:
 	rm -rf results logs benchmarks .snakemake
 
 # A one-node SLURM cluster on this machine (Debian/Ubuntu, root or sudo), for profiles/slurm and
-# tests/test_slurm.py; a second call leaves a running cluster alone.
+# tests/workflow/test_slurm.py; a second call leaves a running cluster alone.
 slurm-up:
 	.ci/slurm-up
 

@@ -14,8 +14,8 @@ if _pythonpath[0] != XAIMED_SRC:  # once, also in cluster jobs, which inherit it
         PYTHONPATH=os.pathsep.join(filter(None, [XAIMED_SRC, *_pythonpath]))
     )
 
-from xaimed.config_check import check_config_files
-from xaimed.config_record import check_config_record, write_config_record
+from xaimed.config.schema import check_config_files
+from xaimed.config.record import check_config_record, write_config_record
 
 min_version("9.0")
 

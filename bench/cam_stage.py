@@ -1,10 +1,10 @@
 """The CAM stage against plain pytorch-grad-cam usage (issue 7, benchmark 1).
 
 For each method: xaimed's stage (`compute_cams`, then confidence increase and ROAD from
-`xaimed.scores`) against the documented library calls on batches of the same images (one CAM
-object per method, `CamMultImageConfidenceChange` and `ROADCombined` with softmax targets).
-Both are timed side by side in one process; maps must agree within 1e-4 (printed). The plain
-AblationCAM re-runs the whole network once per channel, so it is timed on fewer images and
+`xaimed.explain.metrics.confidence`) against the documented library calls on batches of the same
+images (one CAM object per method, `CamMultImageConfidenceChange` and `ROADCombined` with softmax
+targets). Both are timed side by side in one process; maps must agree within 1e-4 (printed). The
+plain AblationCAM re-runs the whole network once per channel, so it is timed on fewer images and
 compared per image.
 
     python bench/cam_stage.py                   # ResNet50, 128 px, CPU, one thread
@@ -29,10 +29,11 @@ from pytorch_grad_cam.utils.model_targets import (
     ClassifierOutputTarget,
 )
 
-from xaimed.cams import CAM_METHODS, compute_cams
-from xaimed.models import build_model, target_layer
-from xaimed.runtime import select_device, set_threads
-from xaimed.scores import confidence_increase, road
+from xaimed.explain.cams import CAM_METHODS, compute_cams
+from xaimed.explain.metrics.confidence import confidence_increase, road
+from xaimed.io.runtime import select_device, set_threads
+from xaimed.models.build import build_model
+from xaimed.models.layers import target_layer
 
 STUDY_METHODS = ("gradcampp", "xgradcam", "eigengradcam", "layercam", "ablationcam", "gradcam")
 PERCENTILES = (20, 40, 60, 80)

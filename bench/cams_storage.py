@@ -46,7 +46,7 @@ for tag in ("old", "new", "new16"):
     for m in methods:
         (out / tag / m).mkdir(parents=True, exist_ok=True)
 if mode == "old":
-    from xaimed.explain import explain_fold
+    from xaimed.explain.stage import explain_fold
 
     q = quality
     explain_fold(
@@ -61,8 +61,8 @@ if mode == "old":
         **q,
     )
 else:
-    from xaimed.explain import explain_fold, score_fold
-    from xaimed.explain_settings import ExplainSettings, QualitySettings
+    from xaimed.explain.settings import ExplainSettings, QualitySettings
+    from xaimed.explain.stage import explain_fold, score_fold
 
     s, q = ExplainSettings(**common), QualitySettings(**quality)
     explain_fold(*args, methods, paths("new", "cams", "npz"), s)

@@ -18,9 +18,9 @@ import argparse
 import torch
 from memory_format import seconds_per_image  # a sibling: bench/ leads sys.path when run
 
-from xaimed.models import cpu_has_bfloat16, trains_in_bfloat16
-from xaimed.runtime import set_threads
-from xaimed.train import Trainer, TrainSettings
+from xaimed.io.runtime import set_threads
+from xaimed.models.precision import cpu_has_bfloat16, trains_in_bfloat16
+from xaimed.train.trainer import Trainer, TrainSettings
 
 STUDY_MODELS = ["resnet50", "densenet121", "vgg16", "efficientnet_b0"]
 

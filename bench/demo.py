@@ -43,8 +43,12 @@ STAGES = {
     "generalise": "generalisation",
 }
 TORCH_RULES = {"train", "cams", "scores", "generalise"}
-TORCH_IMPORTS = "import xaimed.explain, xaimed.train, xaimed.generalise, snakemake.script"
-SMALL_IMPORTS = "import xaimed.plots, xaimed.tables, xaimed.stats, snakemake.script"
+TORCH_IMPORTS = (
+    "import xaimed.explain.stage, xaimed.train.fold, xaimed.shift.generalise, snakemake.script"
+)
+SMALL_IMPORTS = (
+    "import xaimed.report.style, xaimed.report.tables, xaimed.stats.compare, snakemake.script"
+)
 ACCURACY_FLOOR = 0.80
 POINTING_FLOOR = 0.80
 

@@ -1,5 +1,5 @@
-"""Deletion and insertion curves (xaimed.faithfulness) against the plain way, side by side in
-one run, and how far their areas end apart.
+"""Deletion and insertion curves (xaimed.explain.metrics.faithfulness) against the plain way, side
+by side in one run, and how far their areas end apart.
 
 The plain way, as RISE's reference evaluation does it: each image's two curves on their own,
 2 x (steps + 1) perturbed images in batches of ``batch_size`` (at 10 steps, a batch of 16 and
@@ -18,9 +18,16 @@ import time
 import numpy as np
 import torch
 
-from xaimed.faithfulness import _perturbed, _steps, blurred, faithfulness_scores, mean_colour
-from xaimed.localisation import pixel_order
-from xaimed.models import build_model, to_device
+from xaimed.explain.metrics.faithfulness import (
+    _perturbed,
+    _steps,
+    blurred,
+    faithfulness_scores,
+    mean_colour,
+)
+from xaimed.explain.metrics.localisation import pixel_order
+from xaimed.models.build import build_model
+from xaimed.models.inputs import to_device
 
 
 def plain_scores(model, inputs, cams, targets, *, steps, batch_size):

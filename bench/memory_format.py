@@ -20,7 +20,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from xaimed.models import build_model, to_device
+from xaimed.models.build import build_model
+from xaimed.models.inputs import to_device
 
 
 def seconds_per_image(step, batch_size: int, repeats: int) -> float:

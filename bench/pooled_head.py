@@ -1,4 +1,4 @@
-"""VGG16 training steps with the replicated head collapsed (xaimed.pooled_head) against the
+"""VGG16 training steps with the replicated head collapsed (xaimed.models.pooled_head) against the
 model as torchvision builds it, side by side in one run, and how far their weights end apart.
 
 At 48 px VGG16's last feature map is 1x1 and its 7x7 pool copies it 49 times into a
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from xaimed.train import Trainer, TrainSettings
+from xaimed.train.trainer import Trainer, TrainSettings
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xaimed.cams import compute_cams
-from xaimed.explain import classes_in_turn, load_fold
-from xaimed.localisation import baseline_maps, pointing_game
-from xaimed.runtime import set_threads
+from xaimed.explain.cams import compute_cams
+from xaimed.explain.metrics.localisation import baseline_maps, pointing_game
+from xaimed.explain.stage import classes_in_turn, load_fold
+from xaimed.io.runtime import set_threads
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from xaimed.runtime import set_threads
-from xaimed.train import Trainer, TrainSettings
+from xaimed.io.runtime import set_threads
+from xaimed.train.trainer import Trainer, TrainSettings
 
 AUGMENT = {"hflip": True, "shift": 0.05, "zoom": 0.05, "intensity": 0.1}
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Two shared cores: one thread avoids oversubscription. Flush denormals: random-init
-    EfficientNets are ~20x slower on the CPU without it (as in xaimed.runtime.set_threads)."""
+    EfficientNets are ~20x slower on the CPU without it (as in xaimed.io.runtime.set_threads)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)

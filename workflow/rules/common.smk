@@ -5,14 +5,14 @@ import re
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from xaimed.config_check import (
+from xaimed.config.check import check_config
+from xaimed.config.schema import (
     canonical,
-    check_config,
     check_config_files,
     fill_defaults,
     load_schema,
 )
-from xaimed.explain_settings import ExplainSettings, QualitySettings
+from xaimed.explain.settings import ExplainSettings, QualitySettings
 
 SCHEMA = load_schema(f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 # Each config file re-read strictly: Snakemake's reading takes a key given twice silently.
@@ -70,7 +70,7 @@ for _model in EXPLAIN_MODELS:
     logger.info(
         f"CAM target layer of {_model}: "
         + config["explain"]["target_layers"].get(
-            _model, "the default of xaimed.models.CAM_FAMILIES"
+            _model, "the default of xaimed.models.layers.CAM_FAMILIES"
         )
     )
 FOLDS = list(range(config["folds"]))
@@ -140,7 +140,7 @@ def ingest_input(wildcards):
 
 
 def ingest_params(wildcards):
-    """The dataset's ingest options (see xaimed.datasets.IngestOptions)."""
+    """The dataset's ingest options (see xaimed.data.ingest.IngestOptions)."""
     entry = dataset_config(wildcards.dataset)
     if is_phantom(wildcards.dataset):
         entry = PHANTOM_AS_FOLDER
@@ -168,7 +168,7 @@ def cam_layer(model):
 
 
 def explain_params(wildcards):
-    """How the model's CAMs are computed (xaimed.explain_settings.ExplainSettings), as a
+    """How the model's CAMs are computed (xaimed.explain.settings.ExplainSettings), as a
     plain dict: the params of its cams and scores jobs."""
     return ExplainSettings.from_config(config, wildcards.model).params()
 
@@ -310,7 +310,7 @@ def gallery_labels(wildcards, input):
     may vary between galleries: Snakemake's report turns a later label with two values into
     a toggle, which breaks the page when the galleries differ in more than that label.
     """
-    from xaimed.integrity import read_parquet
+    from xaimed.io.integrity import read_parquet
 
     manifest = read_parquet(input.manifest, columns=["label", "label_name"])
     classes = manifest.drop_duplicates("label").sort_values("label")["label_name"]
@@ -422,7 +422,7 @@ def all_generalise_metrics():
 
 
 def quality_params(wildcards):
-    """How the maps are scored (xaimed.explain_settings.QualitySettings): the params of the
+    """How the maps are scored (xaimed.explain.settings.QualitySettings): the params of the
     scores jobs only, so changing them recomputes no CAM."""
     return QualitySettings.from_config(config).params()
 

@@ -1,7 +1,7 @@
 """One correctly classified image per class with every method's map (rule cam_gallery)."""
 
-from xaimed.figures import cam_gallery
-from xaimed.runtime import setup_logging
+from xaimed.io.runtime import setup_logging
+from xaimed.report.gallery import cam_gallery
 
 setup_logging(snakemake.log[0])
 cam_gallery(

@@ -1,8 +1,8 @@
 """Critical-difference diagrams of one dataset's models, one per metric (rule cd_diagram)."""
 
-from xaimed.integrity import read_parquet
-from xaimed.plots import cd_diagrams
-from xaimed.runtime import setup_logging
+from xaimed.io.integrity import read_parquet
+from xaimed.io.runtime import setup_logging
+from xaimed.report.stats_figures import cd_diagrams
 
 setup_logging(snakemake.log[0])
 dataset = snakemake.wildcards.dataset

@@ -1,10 +1,10 @@
 """Confusion matrices, ROC curves and per-fold metrics of one dataset's models (rule
 classification_figures)."""
 
-from xaimed.integrity import read_parquet
-from xaimed.plots import confusion_matrices, fold_metric_boxes, roc_curves
-from xaimed.runtime import setup_logging
-from xaimed.tables import read_parquets
+from xaimed.io.integrity import read_parquet
+from xaimed.io.runtime import setup_logging
+from xaimed.report.tables import read_parquets
+from xaimed.report.train_figures import confusion_matrices, fold_metric_boxes, roc_curves
 
 setup_logging(snakemake.log[0])
 dataset = snakemake.wildcards.dataset

@@ -1,9 +1,9 @@
 """Paired comparisons between every pair of CAM methods, across images (rule compare_methods)."""
 
-from xaimed.integrity import write_parquet
-from xaimed.runtime import setup_logging
-from xaimed.stats import compare_methods
-from xaimed.tables import read_parquets, write_table
+from xaimed.io.integrity import write_parquet
+from xaimed.io.runtime import setup_logging
+from xaimed.report.tables import read_parquets, write_table
+from xaimed.stats.compare import compare_methods
 
 setup_logging(snakemake.log[0])
 comparisons = compare_methods(

@@ -1,9 +1,9 @@
 """Paired comparisons between every pair of models, across folds (rule compare_models)."""
 
-from xaimed.integrity import read_parquet, write_parquet
-from xaimed.runtime import setup_logging
-from xaimed.stats import compare_models
-from xaimed.tables import write_table
+from xaimed.io.integrity import read_parquet, write_parquet
+from xaimed.io.runtime import setup_logging
+from xaimed.report.tables import write_table
+from xaimed.stats.compare import compare_models
 
 setup_logging(snakemake.log[0])
 comparisons = compare_models(

@@ -1,7 +1,7 @@
 """A few images of every class of one dataset (rule data_examples)."""
 
-from xaimed.plots import data_examples
-from xaimed.runtime import setup_logging
+from xaimed.io.runtime import setup_logging
+from xaimed.report.data_figures import data_examples
 
 setup_logging(snakemake.log[0])
 data_examples(

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from xaimed.integrity import read_parquet
-from xaimed.runtime import setup_logging
-from xaimed.tables import data_table, write_table
+from xaimed.io.integrity import read_parquet
+from xaimed.io.runtime import setup_logging
+from xaimed.report.tables import data_table, write_table
 
 setup_logging(snakemake.log[0])
 tables = [

@@ -1,8 +1,8 @@
 """The CAMs of every method on one model's held-out fold (rule cams)."""
 
-from xaimed.explain import explain_fold
-from xaimed.explain_settings import ExplainSettings
-from xaimed.runtime import set_threads, setup_logging
+from xaimed.explain.settings import ExplainSettings
+from xaimed.explain.stage import explain_fold
+from xaimed.io.runtime import set_threads, setup_logging
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)

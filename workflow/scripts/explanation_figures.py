@@ -1,9 +1,9 @@
 """Confidence increase by method and predicted class for one dataset (rule
 explanation_figures)."""
 
-from xaimed.plots import confidence_increase_plot
-from xaimed.runtime import setup_logging
-from xaimed.tables import read_parquets
+from xaimed.io.runtime import setup_logging
+from xaimed.report.explain_figures import confidence_increase_plot
+from xaimed.report.tables import read_parquets
 
 setup_logging(snakemake.log[0])
 confidence_increase_plot(

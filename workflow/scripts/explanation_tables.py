@@ -1,8 +1,8 @@
 """Confidence increase per class and seconds per image of each CAM method (rule
 explanation_tables)."""
 
-from xaimed.runtime import setup_logging
-from xaimed.tables import confidence_increase_table, read_parquets, timing_table, write_table
+from xaimed.io.runtime import setup_logging
+from xaimed.report.tables import confidence_increase_table, read_parquets, timing_table, write_table
 
 setup_logging(snakemake.log[0])
 scores = read_parquets(snakemake.input.scores)

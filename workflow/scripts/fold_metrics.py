@@ -1,9 +1,9 @@
 """Per-fold classification metrics of every model (rule fold_metrics)."""
 
-from xaimed.integrity import write_parquet
-from xaimed.runtime import setup_logging
-from xaimed.stats import fold_metrics
-from xaimed.tables import read_parquets
+from xaimed.io.integrity import write_parquet
+from xaimed.io.runtime import setup_logging
+from xaimed.report.tables import read_parquets
+from xaimed.stats.compare import fold_metrics
 
 setup_logging(snakemake.log[0])
 write_parquet(

@@ -1,8 +1,8 @@
 """Assign folds: stratified k-fold or the dataset's own split, leakage-grouped (rule folds)."""
 
-from xaimed.folds import assign_folds
-from xaimed.integrity import read_parquet, write_parquet
-from xaimed.runtime import setup_logging
+from xaimed.data.folds import assign_folds
+from xaimed.io.integrity import read_parquet, write_parquet
+from xaimed.io.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 params = snakemake.params.folds

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from xaimed.generalise_report import generalisation_figure
-from xaimed.runtime import setup_logging
+from xaimed.io.runtime import setup_logging
+from xaimed.report.generalise_figures import generalisation_figure
 
 setup_logging(snakemake.log[0])
 generalisation_figure(

@@ -1,9 +1,9 @@
 """Generalisation table, paired tests against in-domain and CAM stability (rule
 generalisation_tables)."""
 
-from xaimed.generalise_report import compare_shifts, generalisation_table, stability_table
-from xaimed.runtime import setup_logging
-from xaimed.tables import read_parquets, write_table
+from xaimed.io.runtime import setup_logging
+from xaimed.report.generalise_figures import compare_shifts, generalisation_table, stability_table
+from xaimed.report.tables import read_parquets, write_table
 
 setup_logging(snakemake.log[0])
 out = snakemake.output

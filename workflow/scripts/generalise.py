@@ -1,7 +1,7 @@
 """Evaluate one model's held-out fold in-domain and under every corruption (rule generalise)."""
 
-from xaimed.generalise import ShiftSettings, generalise
-from xaimed.runtime import set_threads, setup_logging
+from xaimed.io.runtime import set_threads, setup_logging
+from xaimed.shift.generalise import ShiftSettings, generalise
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -1,8 +1,8 @@
 """Ingest one dataset: its manifest, rejected images and duplicate pairs (rule ingest)."""
 
-from xaimed.datasets import IngestOptions, ingest_dataset
-from xaimed.integrity import write_parquet
-from xaimed.runtime import setup_logging
+from xaimed.data.ingest import IngestOptions, ingest_dataset
+from xaimed.io.integrity import write_parquet
+from xaimed.io.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 ingested = ingest_dataset(

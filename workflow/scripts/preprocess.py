@@ -1,9 +1,9 @@
 """Resize images and masks into the fast store (rule preprocess)."""
 
-from xaimed.data_checks import check_images
-from xaimed.integrity import read_parquet
-from xaimed.preprocess import preprocess
-from xaimed.runtime import setup_logging
+from xaimed.data.checks import check_images
+from xaimed.data.preprocess import preprocess
+from xaimed.io.integrity import read_parquet
+from xaimed.io.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 manifest = read_parquet(snakemake.input.manifest)

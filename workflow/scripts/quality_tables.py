@@ -1,7 +1,9 @@
 """Localisation, faithfulness and sanity-check tables with baselines, and the paired method
 comparisons on each (rule quality_tables)."""
 
-from xaimed.quality import (
+from xaimed.io.runtime import setup_logging
+from xaimed.report.tables import read_parquets, write_table
+from xaimed.stats.quality import (
     FAITHFULNESS_METRICS,
     LOCALISATION_METRICS,
     SANITY_METRICS,
@@ -10,8 +12,6 @@ from xaimed.quality import (
     localisation_table,
     sanity_table,
 )
-from xaimed.runtime import setup_logging
-from xaimed.tables import read_parquets, write_table
 
 setup_logging(snakemake.log[0])
 out = snakemake.output

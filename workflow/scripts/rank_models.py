@@ -1,10 +1,10 @@
 """Friedman test and Nemenyi post-hoc comparisons over all models of each dataset (rule
 rank_models)."""
 
-from xaimed.integrity import read_parquet, write_parquet
-from xaimed.ranks import rank_models
-from xaimed.runtime import setup_logging
-from xaimed.tables import write_table
+from xaimed.io.integrity import read_parquet, write_parquet
+from xaimed.io.runtime import setup_logging
+from xaimed.report.tables import write_table
+from xaimed.stats.ranks import rank_models
 
 setup_logging(snakemake.log[0])
 tables = rank_models(

@@ -1,9 +1,9 @@
 """Score every method's stored maps and the baseline maps on one model's held-out fold, with
 the sanity check (rule scores)."""
 
-from xaimed.explain import score_fold
-from xaimed.explain_settings import ExplainSettings, QualitySettings
-from xaimed.runtime import set_threads, setup_logging
+from xaimed.explain.settings import ExplainSettings, QualitySettings
+from xaimed.explain.stage import score_fold
+from xaimed.io.runtime import set_threads, setup_logging
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)

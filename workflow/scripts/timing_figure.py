@@ -1,8 +1,8 @@
 """Seconds per image of each CAM method (rule timing_figure)."""
 
-from xaimed.plots import timing_plot
-from xaimed.runtime import setup_logging
-from xaimed.tables import read_parquets
+from xaimed.io.runtime import setup_logging
+from xaimed.report.explain_figures import timing_plot
+from xaimed.report.tables import read_parquets
 
 setup_logging(snakemake.log[0])
 timing_plot(

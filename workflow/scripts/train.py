@@ -1,7 +1,8 @@
 """Train one model on one fold and predict its held-out images (rule train)."""
 
-from xaimed.runtime import set_threads, setup_logging
-from xaimed.train import TrainSettings, train_fold
+from xaimed.io.runtime import set_threads, setup_logging
+from xaimed.train.fold import train_fold
+from xaimed.train.trainer import TrainSettings
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -1,0 +1,1 @@
+"""Synthetic phantom datasets: one module per anatomy, `generate` writes them."""

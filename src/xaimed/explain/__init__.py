@@ -1,0 +1,1 @@
+"""Explanations: held-out images, CAMs, the explain stage, baselines, and `metrics`."""

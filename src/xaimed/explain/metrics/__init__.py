@@ -1,0 +1,3 @@
+"""Scores of a CAM, one value per image: confidence increase and ROAD, localisation,
+faithfulness, sanity.
+"""

@@ -1,0 +1,1 @@
+"""Runtime plumbing: logging, threads and devices, checksummed files, GPU slots."""

@@ -1,0 +1,3 @@
+"""Models: building torchvision classifiers, the CAM layer registry, inputs and precision, the
+stored model and the pooled head.
+"""

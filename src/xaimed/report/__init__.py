@@ -1,0 +1,1 @@
+"""Report: tables and their writers, figure style, one figures module per stage."""

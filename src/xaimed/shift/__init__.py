@@ -1,0 +1,1 @@
+"""Domain shift: corruptions and acquisition sites, calibration, generalisation."""

@@ -1,0 +1,1 @@
+"""Statistics: paired tests, model and method comparisons, ranks, quality tables."""

@@ -1,0 +1,1 @@
+"""Training: the trainer and its settings, one fold's run, resume state."""

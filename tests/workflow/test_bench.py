@@ -1,0 +1,99 @@
+"""The benchmark scripts run on the CPU at small sizes, so they cannot rot between the runs
+that produce BENCHMARKS.md (and their built-in checks, e.g. maps equal to the library's, hold)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xaimed.models.precision import cpu_has_bfloat16
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name: str):
+    if str(BENCH) not in sys.path:  # as when a script runs from bench/: siblings import
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_pipeline_bench_reports_both_throughputs():
+    result = load("train_throughput").main(
+        ["--model", "resnet18", "--size", "32", "--images", "16", "--batch-size", "8"]
+    )
+    assert result["pure_img_per_s"] > 0 and result["pipeline_img_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["pipeline_img_per_s"] / result["pure_img_per_s"])
+
+
+def test_cam_stage_bench_compares_maps_with_the_library():
+    rows = load("cam_stage").main(
+        ["--model", "resnet18", "--size", "32", "--images", "2", "--methods", "gradcam",
+         "ablationcam"]
+    )  # fmt: skip
+    assert set(rows) == {"gradcam", "ablationcam", "all"}
+    assert rows["all"]["max_abs_map_diff"] <= 1e-4
+    assert rows["ablationcam"]["speedup"] > 1  # the exact tail-only computation
+
+
+def test_pooled_head_bench_times_both_and_ends_at_the_same_weights():
+    result = load("pooled_head").main(
+        ["--model", "vgg11", "--size", "32", "--batch-size", "4", "--steps", "1", "--no-amp"]
+    )
+    assert result["whole"] > 0 and result["collapsed"] > 0
+    assert result["max_weight_diff"] <= 1e-4
+
+
+def test_memory_format_bench_times_both_layouts_and_their_logits_agree():
+    results = load("memory_format").main(
+        ["--models", "resnet18", "--batch-sizes", "4", "--size", "32", "--repeats", "1"]
+    )
+    row = results[("resnet18", 4)]
+    assert row["train_contiguous"] > 0 and row["eval_channels_last"] > 0
+    assert row["max_rel_logit_diff"] < 1e-4  # same arithmetic up to summation order
+
+
+@pytest.mark.skipif(not cpu_has_bfloat16(), reason="needs a CPU with native bfloat16")
+def test_cpu_amp_bench_times_both_precisions_and_says_what_xaimed_takes():
+    results = load("cpu_amp").main(
+        ["--models", "resnet18", "mobilenet_v3_small", "--images", "8", "--size", "32"]
+        + ["--batch-size", "4", "--repeats", "1"]
+    )
+    assert results["resnet18"]["train_float32"] > 0 and results["resnet18"]["eval_bfloat16"] > 0
+    assert results["resnet18"]["xaimed_uses_bfloat16"]
+    assert not results["mobilenet_v3_small"]["xaimed_uses_bfloat16"]
+
+
+def test_faithfulness_bench_times_both_and_their_areas_agree():
+    result = load("faithfulness").main(
+        ["--model", "resnet18", "--size", "16", "--images", "3", "--steps", "4"]
+        + ["--batch-size", "4", "--repeats", "1"]
+    )
+    assert result["plain"] > 0 and result["xaimed"] > 0
+    assert result["max_auc_diff"] <= 1e-5  # the same images, batched differently
+
+
+def test_demo_bench_summarises_a_finished_run(tiny_run, tmp_path, capsys):
+    demo = load("demo")
+    figures = demo.main(["--summarise", str(tiny_run), "--wall", "100", "--cores", "2"])
+    out = capsys.readouterr().out
+    trained = list((tiny_run / "benchmarks" / "train").rglob("*.tsv"))
+    assert f"training jobs{len(trained):>30d}" in out  # every training job counted once
+    assert figures["training cpu_s"] > 0 and figures["CAMs cpu_s"] > 0
+    assert figures["predicted_wall_s"] == pytest.approx(demo.job_table(tiny_run)["cpu_s"].sum() / 2)
+    assert set(figures["accuracy_min"]) == {"resnet18", "efficientnet_b0"}
+    assert {method for _, method in figures["pointing_game"]} == {"gradcampp", "ablationcam"}
+    assert "lowest held-out accuracy" in out and "centre" in out
+
+    # --float32: the same config but training in float32, as on a CPU without bfloat16
+    config = tmp_path / "config.yaml"
+    config.write_text((tiny_run / "config.yaml").read_text())
+    copy = yaml.safe_load(demo.float32_config(config, tmp_path).read_text())
+    assert copy["training"].pop("amp") is False
+    assert copy == yaml.safe_load(config.read_text())
