@@ -1,5 +1,5 @@
-# The only home of workflow logic: config validation, the study's lists, wildcard constraints,
-# input functions and the final target list. No rules here.
+# The only home of workflow logic, in the study's stage order: config validation, the study's lists,
+# wildcard constraints, input functions and the final target lists. No rules here.
 import re
 
 from snakemake.logging import logger
@@ -37,6 +37,8 @@ config.update(_canonical)
 
 MODELS = list(config["models"])
 
+
+# --- The study's lists, and where each stage keeps one job's files ---------------------------
 # Where the data, training and generalise stages keep one job's files, written once.
 PHANTOM_DIR = "results/phantoms/{dataset}"
 DATA_DIR = "results/data/{dataset}"
@@ -74,6 +76,21 @@ for _model in EXPLAIN_MODELS:
         )
     )
 FOLDS = list(range(config["folds"]))
+SHIFT = config["shift"]
+SHIFT_MODELS = trained("shift")
+
+
+def _alternatives(names):
+    return "|".join(sorted(names, key=len, reverse=True)) or "^$"
+
+
+wildcard_constraints:
+    dataset=_alternatives(DATASETS),
+    model=_alternatives(MODELS),
+    fold=r"\d+",
+
+
+# --- Data: phantoms, ingest, folds, preprocessing (data.smk) --------------------------------------
 # The keys of a dataset entry that decide how it is ingested, in the order its params list
 # them (a new order would rerun every ingest); an optional one only when given.
 INGEST_KEYS = [
@@ -98,16 +115,6 @@ CSV_KEYS = ["path_column", "label_column"]
 PHANTOM_AS_FOLDER = fill_defaults(
     {"format": "imagefolder"}, SCHEMA, SCHEMA["$defs"]["folder_dataset"]
 )
-
-
-def _alternatives(names):
-    return "|".join(sorted(names, key=len, reverse=True)) or "^$"
-
-
-wildcard_constraints:
-    dataset=_alternatives(DATASETS),
-    model=_alternatives(MODELS),
-    fold=r"\d+",
 
 
 def dataset_config(dataset):
@@ -149,6 +156,38 @@ def ingest_params(wildcards):
     return {key: entry[key] for key in keys if key in entry}
 
 
+def read_params(wildcards):
+    """Options that change the pixels read from the files: ingest and preprocess must agree."""
+    return {"dicom_window": dataset_config(wildcards.dataset).get("dicom_window")}
+
+
+def folds_params(wildcards):
+    """How the dataset is split (k-fold, its own split, or leave-site-out on a site column)
+    and whether duplicates are kept in one fold."""
+    entry = dataset_config(wildcards.dataset)
+    params = {
+        "n_folds": config["folds"],
+        "seed": config["seed"],
+        "cv": entry["cv"],
+        "group_duplicates": entry["duplicates"] == "group",
+    }
+    if params["cv"] == "leave_site_out":
+        params["site_column"] = entry["site_column"]
+    return params
+
+
+def data_files(dataset):
+    base = DATA_DIR.format(dataset=dataset)
+    return {
+        "manifest": f"{base}/manifest.parquet",
+        "folds": f"{base}/folds.parquet",
+        "images": f"{base}/images.npy",
+    }
+
+
+# --- Training (train.smk) -------------------------------------------------------------------------
+
+
 def training_settings(wildcards):
     """Shared training settings merged with the model's own overrides (a params rerun trigger:
     changing one model's settings reruns only that model's jobs)."""
@@ -157,6 +196,37 @@ def training_settings(wildcards):
     settings.update(training["models"].get(wildcards.model, {}))
     settings["device"] = config["device"]
     return settings
+
+
+def train_input(wildcards):
+    return data_files(wildcards.dataset)
+
+
+def train_checkpoint(wildcards):
+    """Where a training job keeps its per-epoch checkpoint to resume from after a kill."""
+    return f"{job_dir(TRAIN_DIR, wildcards)}/checkpoint/last.pt"
+
+
+def all_predictions():
+    return expand(
+        f"{TRAIN_DIR}/predictions.parquet",
+        dataset=DATASETS,
+        model=MODELS,
+        fold=FOLDS,
+    )
+
+
+def dataset_predictions(wildcards):
+    """Held-out predictions of every model and fold of one dataset."""
+    return expand(
+        f"{TRAIN_DIR}/predictions.parquet",
+        dataset=wildcards.dataset,
+        model=MODELS,
+        fold=FOLDS,
+    )
+
+
+# --- Explanations: the CAMs and their scores (explain.smk, quality.smk) ---------------------------
 
 
 def cam_layer(model):
@@ -173,17 +243,10 @@ def explain_params(wildcards):
     return ExplainSettings.from_config(config, wildcards.model).params()
 
 
-def data_files(dataset):
-    base = DATA_DIR.format(dataset=dataset)
-    return {
-        "manifest": f"{base}/manifest.parquet",
-        "folds": f"{base}/folds.parquet",
-        "images": f"{base}/images.npy",
-    }
-
-
-def train_input(wildcards):
-    return data_files(wildcards.dataset)
+def quality_params(wildcards):
+    """How the maps are scored (xaimed.explain.settings.QualitySettings): the params of the
+    scores jobs only, so changing them recomputes no CAM."""
+    return QualitySettings.from_config(config).params()
 
 
 def method_files(name):
@@ -214,83 +277,27 @@ def explain_input(wildcards):
     }
 
 
-def all_predictions():
-    return expand(
-        f"{TRAIN_DIR}/predictions.parquet",
-        dataset=DATASETS,
-        model=MODELS,
-        fold=FOLDS,
-    )
-
-
-def gallery_input(wildcards):
-    """Cams of the first explained model, every method and fold, with its predictions."""
-    model = EXPLAIN_MODELS[0]
-    files = data_files(wildcards.dataset)
+def dataset_explanations(wildcards):
+    """One dataset's per-image CAM scores, sanity checks and baseline scores: every explained
+    model, fold and method, in the order the tables concatenate them."""
+    scores = dataset_scores(wildcards)
     return {
-        "images": files["images"],
-        "manifest": files["manifest"],
-        "predictions": expand(
-            f"{TRAIN_DIR}/predictions.parquet",
+        "scores": scores,
+        "sanity": [path.replace("scores.parquet", "sanity.parquet") for path in scores],
+        "baselines": expand(
+            "results/explain/{dataset}/{model}/fold{fold}/baselines/scores.parquet",
             dataset=wildcards.dataset,
-            model=model,
+            model=EXPLAIN_MODELS,
             fold=FOLDS,
         ),
-        "cams": [
-            p for paths in gallery_cams_by_method(wildcards).values() for p in paths
-        ],
     }
 
 
-TABLES = ["classification", "ttest_models"]
-EXPLAIN_TABLES = ["confidence_increase", "xai_timing", "ttest_methods"]
-
-
-def all_targets():
-    tables = TABLES + (EXPLAIN_TABLES if EXPLAIN_MODELS else [])
-    targets = expand(
-        "results/tables/{table}.{ext}", table=tables, ext=["csv", "md", "html"]
-    )
-    if EXPLAIN_MODELS:
-        targets += expand("results/figures/cams_{dataset}.png", dataset=DATASETS)
-    targets += generalisation_targets()
-    return targets + report_targets() + quality_targets()
-
-
-def gallery_cams_by_method(wildcards):
-    """Method -> its cams.npz for every fold, in the order the gallery's columns take."""
-    model = EXPLAIN_MODELS[0]
-    return {
-        method: [
-            f"results/explain/{wildcards.dataset}/{model}/fold{fold}/{method}/cams.npz"
-            for fold in FOLDS
-        ]
-        for method in METHODS
-    }
-
-
-# --- Report: data overview, figures and statistics beyond the contract tables -----------
-
-
-def data_summary_input(wildcards):
-    return {
-        "manifests": [data_files(d)["manifest"] for d in DATASETS],
-        "folds": [data_files(d)["folds"] for d in DATASETS],
-    }
-
-
-def data_examples_input(wildcards):
-    files = data_files(wildcards.dataset)
-    return {"images": files["images"], "manifest": files["manifest"]}
-
-
-def dataset_predictions(wildcards):
-    """Held-out predictions of every model and fold of one dataset."""
+def collected(table, dataset=DATASETS):
+    """The per-dataset gathering of one explanation table (scores, sanity or baselines):
+    tables and figures read these few files, not every explain job's."""
     return expand(
-        f"{TRAIN_DIR}/predictions.parquet",
-        dataset=wildcards.dataset,
-        model=MODELS,
-        fold=FOLDS,
+        "results/explain/{dataset}/{table}.parquet", dataset=dataset, table=table
     )
 
 
@@ -305,79 +312,11 @@ def dataset_scores(wildcards):
     )
 
 
-def gallery_labels(wildcards, input):
-    """Report labels of a CAM gallery: what its rows and columns are. Only the first label
-    may vary between galleries: Snakemake's report turns a later label with two values into
-    a toggle, which breaks the page when the galleries differ in more than that label.
-    """
-    from xaimed.io.integrity import read_parquet
-
-    manifest = read_parquet(input.manifest, columns=["label", "label_name"])
-    classes = manifest.drop_duplicates("label").sort_values("label")["label_name"]
-    return {
-        "dataset: classes (rows)": f"{wildcards.dataset}: "
-        + ", ".join(map(str, classes)),
-        "model": EXPLAIN_MODELS[0],
-        "methods (columns)": ", ".join(METHODS),
-    }
+def dataset_collected_scores(wildcards):
+    return collected("scores", wildcards.dataset)
 
 
-REPORT_TABLES = ["data_summary", "friedman", "nemenyi"]
-# The report's categories in the study's order, numbered: its menu sorts them by name.
-CATEGORY = {
-    "data": "1. Data",
-    "training": "2. Training",
-    "explanations": "3. Explanations",
-    "quality": "4. Explanation quality",
-    "generalisation": "5. Generalisation",
-    # Not "Statistics": Snakemake's report already links that name to its runtime panel, and
-    # a category of the same name makes docutils print a duplicate-target warning.
-    "statistics": "6. Statistical tests",
-}
-STATISTICS = CATEGORY["statistics"]
-REPORT_FIGURES = ["data", "confusion", "roc", "fold_metrics", "cd"]
-EXPLAIN_FIGURES = ["confidence_increase"]
-
-
-def report_targets():
-    """The report's extra tables, the HTML twins of all tables, and the figures."""
-    tables = TABLES + (EXPLAIN_TABLES if EXPLAIN_MODELS else [])
-    targets = expand("results/tables/{table}.html", table=tables)
-    targets += expand(
-        "results/tables/{table}.{ext}", table=REPORT_TABLES, ext=["csv", "md", "html"]
-    )
-    figures = REPORT_FIGURES + (EXPLAIN_FIGURES if EXPLAIN_MODELS else [])
-    targets += expand(
-        "results/figures/{figure}_{dataset}.png", figure=figures, dataset=DATASETS
-    )
-    if EXPLAIN_MODELS:
-        targets.append("results/figures/xai_timing.png")
-    return targets
-
-
-def read_params(wildcards):
-    """Options that change the pixels read from the files: ingest and preprocess must agree."""
-    return {"dicom_window": dataset_config(wildcards.dataset).get("dicom_window")}
-
-
-# --- generalisation: corruptions, calibration, sites (rules in generalise.smk)
-SHIFT = config["shift"]
-SHIFT_MODELS = trained("shift")
-
-
-def folds_params(wildcards):
-    """How the dataset is split (k-fold, its own split, or leave-site-out on a site column)
-    and whether duplicates are kept in one fold."""
-    entry = dataset_config(wildcards.dataset)
-    params = {
-        "n_folds": config["folds"],
-        "seed": config["seed"],
-        "cv": entry["cv"],
-        "group_duplicates": entry["duplicates"] == "group",
-    }
-    if params["cv"] == "leave_site_out":
-        params["site_column"] = entry["site_column"]
-    return params
+# --- Generalisation under shift (generalise.smk) --------------------------------------------------
 
 
 def generalise_input(wildcards):
@@ -418,20 +357,137 @@ def all_generalise_metrics():
     )
 
 
-# --- explanation quality (localisation, faithfulness, sanity check; workflow/rules/quality.smk)
-
-
-def quality_params(wildcards):
-    """How the maps are scored (xaimed.explain.settings.QualitySettings): the params of the
-    scores jobs only, so changing them recomputes no CAM."""
-    return QualitySettings.from_config(config).params()
-
-
 def all_cam_stability():
     return [
         p.replace("metrics.parquet", "cam_stability.parquet")
         for p in all_generalise_metrics()
     ]
+
+
+# --- Report: the gallery, figures and the report's categories (report.smk) ------------------------
+# The report's categories in the study's order, numbered: its menu sorts them by name.
+CATEGORY = {
+    "data": "1. Data",
+    "training": "2. Training",
+    "explanations": "3. Explanations",
+    "quality": "4. Explanation quality",
+    "generalisation": "5. Generalisation",
+    # Not "Statistics": Snakemake's report already links that name to its runtime panel, and
+    # a category of the same name makes docutils print a duplicate-target warning.
+    "statistics": "6. Statistical tests",
+}
+STATISTICS = CATEGORY["statistics"]
+
+
+def gallery_input(wildcards):
+    """Cams of the first explained model, every method and fold, with its predictions."""
+    model = EXPLAIN_MODELS[0]
+    files = data_files(wildcards.dataset)
+    return {
+        "images": files["images"],
+        "manifest": files["manifest"],
+        "predictions": expand(
+            f"{TRAIN_DIR}/predictions.parquet",
+            dataset=wildcards.dataset,
+            model=model,
+            fold=FOLDS,
+        ),
+        "cams": [
+            p for paths in gallery_cams_by_method(wildcards).values() for p in paths
+        ],
+    }
+
+
+def gallery_cams_by_method(wildcards):
+    """Method -> its cams.npz for every fold, in the order the gallery's columns take."""
+    model = EXPLAIN_MODELS[0]
+    return {
+        method: [
+            f"results/explain/{wildcards.dataset}/{model}/fold{fold}/{method}/cams.npz"
+            for fold in FOLDS
+        ]
+        for method in METHODS
+    }
+
+
+def gallery_labels(wildcards, input):
+    """Report labels of a CAM gallery: what its rows and columns are. Only the first label
+    may vary between galleries: Snakemake's report turns a later label with two values into
+    a toggle, which breaks the page when the galleries differ in more than that label.
+    """
+    from xaimed.io.integrity import read_parquet
+
+    manifest = read_parquet(input.manifest, columns=["label", "label_name"])
+    classes = manifest.drop_duplicates("label").sort_values("label")["label_name"]
+    return {
+        "dataset: classes (rows)": f"{wildcards.dataset}: "
+        + ", ".join(map(str, classes)),
+        "model": EXPLAIN_MODELS[0],
+        "methods (columns)": ", ".join(METHODS),
+    }
+
+
+def data_summary_input(wildcards):
+    return {
+        "manifests": [data_files(d)["manifest"] for d in DATASETS],
+        "folds": [data_files(d)["folds"] for d in DATASETS],
+    }
+
+
+def data_examples_input(wildcards):
+    files = data_files(wildcards.dataset)
+    return {"images": files["images"], "manifest": files["manifest"]}
+
+
+def localisation_figure_input(wildcards):
+    """Every explained model's method and baseline scores on one dataset."""
+    return {
+        "scores": collected("scores", wildcards.dataset),
+        "baselines": collected("baselines", wildcards.dataset),
+    }
+
+
+# --- Targets: what rule all asks for --------------------------------------------------------------
+TABLES = ["classification", "ttest_models"]
+EXPLAIN_TABLES = ["confidence_increase", "xai_timing", "ttest_methods"]
+REPORT_TABLES = ["data_summary", "friedman", "nemenyi"]
+REPORT_FIGURES = ["data", "confusion", "roc", "fold_metrics", "cd"]
+EXPLAIN_FIGURES = ["confidence_increase"]
+QUALITY_TABLES = [
+    "localisation",
+    "faithfulness",
+    "sanity",
+    "ttest_localisation",
+    "ttest_faithfulness",
+    "ttest_sanity",
+]
+
+
+def all_targets():
+    tables = TABLES + (EXPLAIN_TABLES if EXPLAIN_MODELS else [])
+    targets = expand(
+        "results/tables/{table}.{ext}", table=tables, ext=["csv", "md", "html"]
+    )
+    if EXPLAIN_MODELS:
+        targets += expand("results/figures/cams_{dataset}.png", dataset=DATASETS)
+    targets += generalisation_targets()
+    return targets + report_targets() + quality_targets()
+
+
+def report_targets():
+    """The report's extra tables, the HTML twins of all tables, and the figures."""
+    tables = TABLES + (EXPLAIN_TABLES if EXPLAIN_MODELS else [])
+    targets = expand("results/tables/{table}.html", table=tables)
+    targets += expand(
+        "results/tables/{table}.{ext}", table=REPORT_TABLES, ext=["csv", "md", "html"]
+    )
+    figures = REPORT_FIGURES + (EXPLAIN_FIGURES if EXPLAIN_MODELS else [])
+    targets += expand(
+        "results/figures/{figure}_{dataset}.png", figure=figures, dataset=DATASETS
+    )
+    if EXPLAIN_MODELS:
+        targets.append("results/figures/xai_timing.png")
+    return targets
 
 
 def generalisation_targets():
@@ -444,57 +500,6 @@ def generalisation_targets():
     return targets + expand(
         "results/figures/generalisation_{dataset}.png", dataset=DATASETS
     )
-
-
-def train_checkpoint(wildcards):
-    """Where a training job keeps its per-epoch checkpoint to resume from after a kill."""
-    return f"{job_dir(TRAIN_DIR, wildcards)}/checkpoint/last.pt"
-
-
-def dataset_explanations(wildcards):
-    """One dataset's per-image CAM scores, sanity checks and baseline scores: every explained
-    model, fold and method, in the order the tables concatenate them."""
-    scores = dataset_scores(wildcards)
-    return {
-        "scores": scores,
-        "sanity": [path.replace("scores.parquet", "sanity.parquet") for path in scores],
-        "baselines": expand(
-            "results/explain/{dataset}/{model}/fold{fold}/baselines/scores.parquet",
-            dataset=wildcards.dataset,
-            model=EXPLAIN_MODELS,
-            fold=FOLDS,
-        ),
-    }
-
-
-def collected(table, dataset=DATASETS):
-    """The per-dataset gathering of one explanation table (scores, sanity or baselines):
-    tables and figures read these few files, not every explain job's."""
-    return expand(
-        "results/explain/{dataset}/{table}.parquet", dataset=dataset, table=table
-    )
-
-
-def dataset_collected_scores(wildcards):
-    return collected("scores", wildcards.dataset)
-
-
-def localisation_figure_input(wildcards):
-    """Every explained model's method and baseline scores on one dataset."""
-    return {
-        "scores": collected("scores", wildcards.dataset),
-        "baselines": collected("baselines", wildcards.dataset),
-    }
-
-
-QUALITY_TABLES = [
-    "localisation",
-    "faithfulness",
-    "sanity",
-    "ttest_localisation",
-    "ttest_faithfulness",
-    "ttest_sanity",
-]
 
 
 def quality_targets():

@@ -3,12 +3,10 @@
 Snakemake's own validation reports a raw jsonschema message (often the whole dataset entry and
 a schema dump); :func:`check_config` runs first and says, for each problem, the key path (for
 example ``training.optimizer`` or ``explain.methods[1]``), the value found and the values
-allowed, read from the same schema. Then it checks what the schema cannot know: that model
-names are torchvision classifiers, that explained models have a CAM target layer (registered,
-or chosen in ``explain.target_layers``), and that a chosen target layer exists in its model.
-:func:`check_config_files` re-reads each config file strictly (a YAML error or a key given
-twice names the file and line), and :func:`canonical` is the key order every params value is
-built in.
+allowed, read from the same schema (:mod:`xaimed.config.schema`). Then it checks what the schema
+cannot know (:mod:`xaimed.config.names`): that model names are torchvision classifiers, that
+explained models have a CAM target layer fine enough to localise, and that a chosen target layer
+exists in its model. ``python -m xaimed.config.check FILE`` checks one config file.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ The manifest is the single source of truth downstream: folds, preprocessing, tra
 explanation all refer to images by `image_id` and to classes by `label` (index into the sorted
 class names) and `label_name`.
 
-Each on-disk format (:data:`FORMATS`) only lists its images ("entries": image_id, path, raw
-label, group, split, mask); reading, checking and hashing every image is shared, so every
-format gets the same rejected-image and duplicate tables.
+Each on-disk format (:data:`xaimed.data.formats.FORMATS`) only lists its images ("entries":
+image_id, path, raw label, group, split, mask); reading, checking and hashing every image is
+shared here, so every format gets the same rejected-image and duplicate tables.
 """
 
 from __future__ import annotations

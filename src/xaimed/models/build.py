@@ -1,10 +1,8 @@
-"""Model building, CAM target layers, input normalisation and checkpoints.
+"""Building a torchvision classifier by name: a fresh or pretrained network with the study's
+head (its class count), for training, explaining and the config check.
 
-Everything architecture specific that the CAM code needs lives in ONE registry,
-:data:`CAM_FAMILIES`: model-name prefix -> (target layer, tail after that layer).
-Add a new architecture family there, nowhere else. A run may explain another layer of a model
-(config ``explain.target_layers``): :func:`target_layer` and :func:`model_tail` take that
-layer's dotted module path, and the registry's default applies when it is None.
+Layers to explain live in :mod:`xaimed.models.layers`, precision in :mod:`.precision`, what a
+model is fed in :mod:`.inputs` and the stored `model.pt` in :mod:`.checkpoint`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """The CAM layer registry: each model family's target layer and the part of the network after
 it.
+
+Everything architecture specific that the CAM code needs lives in ONE registry,
+:data:`CAM_FAMILIES`: model-name prefix -> (target layer, tail after that layer). Add a new
+architecture family there, nowhere else. A run may explain another layer of a model (config
+``explain.target_layers``): :func:`target_layer` and :func:`model_tail` take that layer's dotted
+module path, and the registry's default applies when it is None.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""Report figures besides the CAM gallery: example images, confusion matrices, ROC curves,
-per-fold metrics, the critical-difference diagram, confidence increase and CAM timing.
+"""The look every report figure shares: sizes, fonts and glyph checks, text that fits its
+panel, legends outside the axes, and saving.
 
-Like xaimed.report.gallery: matplotlib's object API (Figure, no pyplot), rendered with Agg; every
-function takes tables and writes one PNG; those that compute something on the way (counts,
-AUCs, intervals, groups of a CD diagram) return it, so the drawn numbers can be checked.
+Figures themselves live in one module per stage (``data_figures``, ``train_figures``,
+``explain_figures``, ``stats_figures``, ``quality_figures``, ``generalise_figures`` and the CAM
+``gallery``): matplotlib's object API (Figure, no pyplot), rendered with Agg; every figure
+function takes tables and writes one PNG, and returns what it computed on the way (counts,
+AUCs, intervals), so the drawn numbers can be checked.
 """
 
 from __future__ import annotations

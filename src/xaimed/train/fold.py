@@ -1,8 +1,9 @@
 """Train one CNN on one cross-validation fold and predict its held-out images.
 
-Reads top to bottom in the order things happen: settings, data split, model, optimiser and
-schedule, the epoch loop (one log line per epoch), then the three outputs of the contract:
-`model.pt` (best epoch on the validation part), `history.parquet` and `predictions.parquet`.
+Reads top to bottom in the order things happen: the training and validation parts, the
+trainer's epochs (:mod:`xaimed.train.trainer`, one log line per epoch), then the three outputs
+of the contract: `model.pt` (best epoch on the validation part), `history.parquet` and
+`predictions.parquet`.
 """
 
 from __future__ import annotations

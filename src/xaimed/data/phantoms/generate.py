@@ -17,8 +17,9 @@ acquisition nuisance from separate random streams: the same generator gives the 
 with or without the lesion, which the tests use to check that the mask covers what was drawn.
 
 Intensities are built in [0, 1] on a grid of normalised coordinates (x, y in [-1, 1], y pointing
-down) so that shapes do not depend on the image size. The module-level constants below are the
-difficulty knobs; they are read at render time, so they can be changed before generating.
+down) so that shapes do not depend on the image size. The difficulty knobs are module-level
+constants of each anatomy's module (``brain``, ``skin``, ``chest``) and of ``base``; they are
+read at render time, so they can be changed before generating.
 """
 
 from __future__ import annotations
