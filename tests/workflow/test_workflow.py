@@ -148,7 +148,13 @@ def test_default_config_dry_run_lists_the_study(tmp_path):
     per_dataset = ["phantom", "ingest", "folds", "preprocess", "collect_explanations"]
     for rule in [*per_dataset, "cam_gallery", "localisation_figure"]:
         assert counts[rule] == n_data
-    for rule in ("fold_metrics", "compare_models", "compare_methods", "classification_table"):
+    for rule in (
+        "fold_metrics",
+        "compare_models",
+        "compare_methods",
+        "classification_table",
+        "power",
+    ):
         assert counts[rule] == 1
     assert counts["quality_tables"] == 1
 

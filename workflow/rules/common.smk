@@ -447,10 +447,35 @@ def localisation_figure_input(wildcards):
     }
 
 
+# --- Statistics: what the design can show (stats.smk) ---------------------------------------------
+
+
+def power_input():
+    """The design of every dataset: its folds, and its manifest for the classes."""
+    return {
+        "folds": [data_files(d)["folds"] for d in DATASETS],
+        "manifests": [data_files(d)["manifest"] for d in DATASETS],
+    }
+
+
+def power_params():
+    """The counts the power table is computed from (not the results)."""
+    return {
+        "datasets": DATASETS,
+        "folds": config["folds"],
+        "models": MODELS,
+        "methods": METHODS if EXPLAIN_MODELS else [],
+        "max_images": config["explain"]["max_images"],
+        "metrics": config["stats"]["model_metrics"],
+        "alpha": config["stats"]["alpha"],
+        "adjust": config["stats"]["adjust"],
+    }
+
+
 # --- Targets: what rule all asks for --------------------------------------------------------------
 TABLES = ["classification", "ttest_models"]
 EXPLAIN_TABLES = ["confidence_increase", "xai_timing", "ttest_methods"]
-REPORT_TABLES = ["data_summary", "friedman", "nemenyi"]
+REPORT_TABLES = ["data_summary", "friedman", "nemenyi", "power"]
 REPORT_FIGURES = ["data", "confusion", "roc", "fold_metrics", "cd"]
 EXPLAIN_FIGURES = ["confidence_increase"]
 QUALITY_TABLES = [

@@ -147,3 +147,32 @@ rule compare_methods:
         alpha=config["stats"]["alpha"],
     script:
         "../scripts/compare_methods.py"
+
+
+rule power:
+    input:
+        **power_input(),
+    output:
+        table="results/tables/power.csv",
+        markdown="results/tables/power.md",
+        html=report(
+            "results/tables/power.html",
+            caption="../report/power.rst",
+            category=STATISTICS,
+            subcategory="Tables",
+            labels={"table": "power: what the design can show"},
+        ),
+    log:
+        "logs/stats/power.log",
+    benchmark:
+        "benchmarks/stats/power.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        **power_params(),
+    script:
+        "../scripts/power.py"
