@@ -190,7 +190,7 @@ def test_localisation_figure_says_no_lesion_masks_only_without_masks(tmp_path, c
             "constant_map": True,
         }
     )
-    random = baseline_maps(masks, ids, 0)["random"]
+    random = baseline_maps(masks, ids, 0, grid=(1, 1))["random"]
     baselines = pd.DataFrame(
         {
             **keys,
