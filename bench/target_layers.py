@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xaimed.explain.cams import compute_cams
+from xaimed.explain.cams import cam_grid, compute_cams
 from xaimed.explain.metrics.localisation import baseline_maps, pointing_game
 from xaimed.explain.stage import classes_in_turn, load_fold
 from xaimed.io.runtime import set_threads
@@ -72,7 +72,8 @@ def main() -> None:
             "label_name": every.rows["label_name"].astype(str).to_numpy()[lesion],
             "demo": in_demo[lesion],
         }
-        for name, maps in baseline_maps(masks, ids, args.seed).items():
+        grid = cam_grid(every.model, args.model, x[:1])  # the default layer's map size
+        for name, maps in baseline_maps(masks, ids, args.seed, grid=grid).items():
             if name != "mask":
                 score = pointing_game(maps, masks, args.tolerance)
                 rows.append(pd.DataFrame({**common, "layer": "-", "method": name, "pg": score}))

@@ -45,6 +45,8 @@ def test_localisation_table_recomputes_from_the_per_image_scores(tiny_run):
         same = baselines.merge(images[["dataset", "model", "fold", "image_id"]])
         random = same[same["baseline"] == "random"][row.metric]
         assert row.baseline_random == pytest.approx(random.mean())
+        smooth = same[same["baseline"] == "smooth_random"][row.metric]
+        assert row.baseline_smooth_random == pytest.approx(smooth.mean())
         mask = same[same["baseline"] == "mask"][row.metric]
         assert row.baseline_mask == pytest.approx(mask.mean())
     assert (table.loc[table["metric"] == "pointing_game", "baseline_mask"] == 1).all()
@@ -79,7 +81,12 @@ def test_sanity_and_faithfulness_tables(tiny_run):
     faithfulness = pd.read_csv(tiny_run / "results/tables/faithfulness.csv")
     assert set(faithfulness["metric"]) == {"deletion_auc", "insertion_auc"}
     assert faithfulness["mean"].between(0, 1).all()
-    assert faithfulness[["baseline_random", "baseline_centre"]].notna().all().all()
+    assert (
+        faithfulness[["baseline_random", "baseline_smooth_random", "baseline_centre"]]
+        .notna()
+        .all()
+        .all()
+    )
     for name in ("ttest_localisation", "ttest_faithfulness", "ttest_sanity"):
         tests = pd.read_csv(tiny_run / f"results/tables/{name}.csv")
         assert {"metric", "method_a", "method_b", "p_adjusted"} <= set(tests.columns), name

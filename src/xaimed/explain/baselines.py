@@ -1,9 +1,10 @@
 """The baseline maps of one trained model's held-out fold, scored like the methods' maps.
 
-A random map and a centre Gaussian (floors) and the lesion mask itself (a ceiling, where there
-is one) are scored on exactly the images the explain stage explains (same selection), so the
-tables can put each method's mean beside what a map that knows nothing, or everything, scores.
-The maps do not depend on the method, so they are scored once per model and fold.
+A random map and a centre Gaussian (floors), the lesion mask itself (a ceiling, where there
+is one) and random noise as smooth as the CAMs (the blur-bias control) are scored on exactly
+the images the explain stage explains (same selection), so the tables can put each method's
+mean beside what a map that knows nothing, or everything, scores. The maps do not depend on
+the method, so they are scored once per model and fold.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from xaimed.explain.cams import cam_grid
 from xaimed.explain.heldout import MAP_SCORES, Fold, load_fold, score_maps
 from xaimed.explain.metrics.localisation import BASELINES, baseline_maps
 from xaimed.explain.settings import ExplainSettings, QualitySettings
@@ -89,7 +91,11 @@ def score_fold_baselines(
     )
     ids = rows["image_id"].astype(str).tolist()
     targets = rows["pred"].to_numpy().astype(np.int64)
-    maps = baseline_maps(fold.masks, ids, settings.seed)
+    grid = (
+        cam_grid(fold.model, meta["model"], fold.inputs(0, 1), settings.layer_path) if n else (1, 1)
+    )
+    log.info("smooth_random drawn at %dx%d, the target layer's map size", *grid)
+    maps = baseline_maps(fold.masks, ids, settings.seed, grid=grid)
     has_lesion = fold.masks.reshape(n, -1).any(axis=1) if n else np.zeros(0, dtype=bool)
     frames = []
     for name in BASELINES:

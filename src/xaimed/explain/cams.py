@@ -39,6 +39,7 @@ __all__ = [
     "FastAblationCAM",
     "SignedEigenCAM",
     "SignedEigenGradCAM",
+    "cam_grid",
     "compute_cams",
     "compute_cams_and_signs",
 ]
@@ -321,3 +322,30 @@ def compute_cams_and_signs(
     if done != n:
         raise RuntimeError(f"CAM computation stopped after {done} of {n} images")
     return result, flipped
+
+
+def cam_grid(
+    model: nn.Module, model_name: str, inputs: torch.Tensor, layer_path: str | None = None
+) -> tuple[int, int]:
+    """(rows, cols) of the target layer's map for ``inputs`` (one forward of the first image):
+    the native resolution of every CAM of this model, before pytorch-grad-cam resizes it. The
+    layer is chosen as in :func:`compute_cams`."""
+    layer = target_layer(model, model_name, layer_path)
+    shapes: list[tuple[int, ...]] = []
+
+    def keep(module: nn.Module, args: object, output: torch.Tensor) -> None:
+        shapes.append(tuple(output.shape))
+
+    model.eval()
+    handle = layer.register_forward_hook(keep)
+    try:
+        with torch.no_grad():
+            model(inputs[:1].to(next(model.parameters()).device))
+    finally:
+        handle.remove()
+    if not shapes or len(shapes[0]) != 4:
+        raise ValueError(
+            f"the target layer {layer_path or 'default'} of {model_name} gives no (N, C, H, W) "
+            f"map: {shapes[0] if shapes else 'no output'}"
+        )
+    return int(shapes[0][-2]), int(shapes[0][-1])

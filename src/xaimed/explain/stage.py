@@ -15,10 +15,10 @@ import pandas as pd
 import torch
 
 from xaimed.explain.baselines import score_fold_baselines
-from xaimed.explain.cams import METHODS, compute_cams, compute_cams_and_signs
+from xaimed.explain.cams import METHODS, cam_grid, compute_cams, compute_cams_and_signs
 from xaimed.explain.heldout import MAP_SCORES, Fold, classes_in_turn, load_fold, score_maps
 from xaimed.explain.metrics.confidence import constant_maps
-from xaimed.explain.metrics.localisation import baseline_maps
+from xaimed.explain.metrics.localisation import BASELINES, baseline_maps
 from xaimed.explain.metrics.sanity import sanity_check, spearman, ssim
 from xaimed.explain.settings import ExplainSettings, QualitySettings
 from xaimed.io import integrity
@@ -81,7 +81,7 @@ SANITY_FILE_COLUMNS = [
     "randomised",
     "spearman",
     "ssim",
-    *(f"{s}_{b}" for s in ("spearman", "ssim") for b in ("random", "centre", "mask")),
+    *(f"{s}_{b}" for s in ("spearman", "ssim") for b in BASELINES),
 ]
 
 
@@ -405,7 +405,8 @@ def _sanity(
             "pred_name": rows["pred_name"].astype(str).to_numpy(),
         }
     )
-    for name, maps in baseline_maps(masks, ids, settings.seed).items():
+    grid = cam_grid(fold.model, fold.meta["model"], inputs, settings.layer_path)
+    for name, maps in baseline_maps(masks, ids, settings.seed, grid=grid).items():
         baselines[f"spearman_{name}"] = spearman(trained, maps)
         baselines[f"ssim_{name}"] = ssim(trained, maps)
         if name == "mask":  # no lesion, no mask to compare with

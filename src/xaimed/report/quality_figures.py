@@ -25,6 +25,7 @@ PANEL_INCHES = (3.2, 2.6)
 DPI = 100
 BASELINE_STYLE = {
     "random": {"color": "0.4", "linestyle": "--"},
+    "smooth_random": {"color": "tab:purple", "linestyle": "-."},
     "centre": {"color": "tab:orange", "linestyle": ":"},
     "mask": {"color": "tab:green", "linestyle": "-"},
 }

@@ -2,9 +2,9 @@
 each with the baselines beside every mean, and paired comparisons of the methods.
 
 Tables are long: one row per (dataset, model, method, class, metric), ``class`` being the
-predicted class the maps explain, with n_images, mean, sd (sample) and
-``baseline_random``/``baseline_centre``/``baseline_mask``: the mean of that baseline map's
-score over the same images (for the sanity check: the similarity of the trained model's map
+predicted class the maps explain, with n_images, mean, sd (sample) and ``baseline_random``/
+``baseline_smooth_random``/``baseline_centre``/``baseline_mask``: the mean of that baseline
+map's score over the same images (for the sanity check: the similarity of the trained model's map
 to the baseline map, i.e. what an unrelated map scores).
 """
 

@@ -15,7 +15,12 @@ from xaimed.explain.baselines import BASELINE_COLUMNS, score_baselines
 from xaimed.explain.cams import compute_cams
 from xaimed.explain.heldout import MAP_SCORES, load_fold, score_maps
 from xaimed.explain.metrics.faithfulness import faithfulness_scores
-from xaimed.explain.metrics.localisation import image_seed, localisation_scores, random_map
+from xaimed.explain.metrics.localisation import (
+    image_seed,
+    localisation_scores,
+    random_map,
+    smooth_random_map,
+)
 from xaimed.explain.metrics.sanity import sanity_check
 from xaimed.explain.stage import (
     QUALITY_COLUMNS,
@@ -121,6 +126,11 @@ def test_baselines_score_the_same_images(fold, masks, tmp_path):  # noqa: F811
     seeds = [image_seed(3, i) for i in random["image_id"]]
     expected = localisation_scores(maps, lesions, tolerance=1, top_k=5, seeds=seeds)
     np.testing.assert_allclose(random["iou_top_k"], expected["iou_top_k"])
+    # the smooth random map: noise on resnet18's layer4 grid, 2x2 at 64 px
+    smooth = baselines[baselines["baseline"] == "smooth_random"].reset_index(drop=True)
+    maps = np.stack([smooth_random_map((SIZE, SIZE), (2, 2), s) for s in seeds])
+    expected = localisation_scores(maps, lesions, tolerance=1, top_k=5, seeds=seeds)
+    np.testing.assert_allclose(smooth["energy_pointing_game"], expected["energy_pointing_game"])
 
 
 def _baselines(root, masks, out, **changes):

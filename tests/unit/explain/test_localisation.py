@@ -16,6 +16,7 @@ from xaimed.explain.metrics.localisation import (
     localisation_scores,
     pixel_order,
     pointing_game,
+    smooth_random_map,
 )
 
 
@@ -149,15 +150,36 @@ def test_pixel_order_sorts_and_breaks_ties_by_seed():
 
 def test_baseline_maps():
     masks = np.stack([lesion(), np.zeros((10, 10), dtype=np.uint8)])
-    maps = baseline_maps(masks, ["a", "b"], seed=3)
-    assert set(maps) == {"random", "centre", "mask"}
+    maps = baseline_maps(masks, ["a", "b"], seed=3, grid=(2, 3))
+    assert set(maps) == {"random", "smooth_random", "centre", "mask"}
     np.testing.assert_array_equal(maps["mask"], masks)
-    # the random map of an image does not depend on the other images of the job
-    alone = baseline_maps(masks[1:], ["b"], seed=3)["random"]
-    np.testing.assert_array_equal(alone[0], maps["random"][1])
-    assert not np.array_equal(maps["random"][0], maps["random"][1])
+    # the random maps of an image do not depend on the other images of the job
+    alone = baseline_maps(masks[1:], ["b"], seed=3, grid=(2, 3))
+    for name in ("random", "smooth_random"):
+        np.testing.assert_array_equal(alone[name][0], maps[name][1])
+        assert not np.array_equal(maps[name][0], maps[name][1])
     assert image_seed(3, "a") != image_seed(4, "a")
     assert (maps["random"] >= 0).all() and (maps["random"] < 1).all()
+    np.testing.assert_array_equal(
+        maps["smooth_random"][0], smooth_random_map((10, 10), (2, 3), image_seed(3, "a"))
+    )
+
+
+def test_smooth_random_map_is_grid_noise_resized_as_a_cam():
+    """Noise on the layer's grid, then exactly what pytorch-grad-cam does to a CAM of that
+    grid (scale_cam_image: min-max, cv2.resize to (width, height))."""
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    smooth = smooth_random_map((48, 40), (3, 5), seed=7)
+    noise = np.random.default_rng([7, 1]).random((3, 5))
+    expected = scale_cam_image(noise[None].astype(np.float32), (40, 48))[0]
+    assert smooth.shape == (48, 40)
+    np.testing.assert_allclose(smooth, expected, atol=1e-6)
+    assert smooth.min() >= 0 and smooth.max() <= 1 and smooth.std() > 0.1  # not constant
+    # another seed, another map
+    assert not np.allclose(smooth, smooth_random_map((48, 40), (3, 5), seed=8))
+    with pytest.raises(ValueError, match="at least 1x1"):
+        smooth_random_map((8, 8), (0, 2), seed=0)
 
 
 def test_centre_gaussian_values():

@@ -10,6 +10,7 @@ import torch
 from scipy import stats
 
 from xaimed.explain.cams import compute_cams
+from xaimed.explain.metrics.localisation import BASELINES
 from xaimed.explain.metrics.sanity import (
     SSIM_K1,
     SSIM_K2,
@@ -149,7 +150,7 @@ def test_sanity_check_on_a_real_network():
         dataset="toy", model="resnet18", fold=0, pred_name="x", pred=0
     )
     for column in ("spearman", "ssim"):
-        for baseline in ("random", "centre", "mask"):
+        for baseline in BASELINES:
             sanity[f"{column}_{baseline}"] = 0.1
     table = sanity_table(sanity, max_similarity=0.5)
     verdict = table[table["metric"] == "spearman"].set_index(["method", "stage"])["passes"]

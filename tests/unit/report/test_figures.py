@@ -190,7 +190,7 @@ def test_localisation_figure_says_no_lesion_masks_only_without_masks(tmp_path, c
             "constant_map": True,
         }
     )
-    random = baseline_maps(masks, ids, 0)["random"]
+    random = baseline_maps(masks, ids, 0, grid=(1, 1))["random"]
     baselines = pd.DataFrame(
         {
             **keys,
@@ -259,7 +259,7 @@ def test_localisation_figure_labels_bars_and_keeps_the_legend_off_the_data(tmp_p
         scores[scores["method"] == "gradcam"]
         .drop(columns="method")
         .assign(baseline=name, pointing_game=v, energy_pointing_game=v, iou_top_k=v)
-        for name, v in (("random", 0.3), ("centre", 0.5), ("mask", 1.0))
+        for name, v in (("random", 0.3), ("smooth_random", 0.4), ("centre", 0.5), ("mask", 1.0))
     )
     means = localisation_figure(scores, baselines, tmp_path / "loc.png", "skin_lesion: maps")
     assert (means.loc[means["map"] == "gradcam", "mean"] == 0).all()  # bars of height 0

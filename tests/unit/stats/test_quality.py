@@ -52,7 +52,7 @@ def scores():
 def baselines(scores):
     first = scores[scores["method"] == "gradcam"].drop(columns=["method", "sign_flipped"])
     frames = []
-    for name, value in (("random", 0.05), ("centre", 0.2), ("mask", 1.0)):
+    for name, value in (("random", 0.05), ("smooth_random", 0.1), ("centre", 0.2), ("mask", 1.0)):
         frame = first.assign(baseline=name)
         for metric in LOCALISATION_METRICS + FAITHFULNESS_METRICS:
             frame[metric] = value
@@ -78,6 +78,7 @@ def test_localisation_table(scores, baselines):
         "mean",
         "sd",
         "baseline_random",
+        "baseline_smooth_random",
         "baseline_centre",
         "baseline_mask",
         "sign_flipped_fraction",
@@ -86,9 +87,8 @@ def test_localisation_table(scores, baselines):
     row = table.set_index(["method", "metric"]).loc[("gradcam", "pointing_game")]
     assert row["n_images"] == 2  # image c has no lesion
     assert row["mean"] == 0.5 and row["sd"] == pytest.approx(np.std([1, 0], ddof=1))
-    assert (row["baseline_random"], row["baseline_centre"], row["baseline_mask"]) == pytest.approx(
-        (0.05, 0.2, 1.0)
-    )
+    baselines = ["baseline_random", "baseline_smooth_random", "baseline_centre", "baseline_mask"]
+    assert tuple(row[baselines]) == pytest.approx((0.05, 0.1, 0.2, 1.0))
     assert np.isnan(row["sign_flipped_fraction"])
     signed = table.set_index(["method", "metric"]).loc[("eigengradcam_signed", "pointing_game")]
     assert signed["mean"] == 1 and signed["sign_flipped_fraction"] == 0.5  # over a and b
@@ -101,6 +101,7 @@ def test_faithfulness_table(scores, baselines):
     assert row["n_images"] == 3 and row["mean"] == pytest.approx(0.3)
     # the mask baseline only where there is a lesion; the others on every image
     assert row["baseline_mask"] == 1.0 and row["baseline_random"] == pytest.approx(0.05)
+    assert row["baseline_smooth_random"] == pytest.approx(0.1)  # the blur-bias control
     assert table.loc[("eigengradcam_signed", "insertion_auc"), "mean"] == pytest.approx(0.7)
 
 

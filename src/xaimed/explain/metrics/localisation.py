@@ -26,10 +26,12 @@ __all__ = [
     "pixel_order",
     "pointing_game",
     "random_map",
+    "smooth_random_map",
 ]
 
-#: model-free maps scored beside every method: a floor (random, centre) and a ceiling (mask)
-BASELINES: tuple[str, ...] = ("random", "centre", "mask")
+#: model-free maps scored beside every method: floors (random, centre), a ceiling (mask) and
+#: a blur-bias control (smooth_random: noise as smooth as a CAM, see :func:`smooth_random_map`)
+BASELINES: tuple[str, ...] = ("random", "smooth_random", "centre", "mask")
 #: the centre Gaussian's standard deviation as a share of the image side
 CENTRE_SIGMA = 0.25
 
@@ -145,6 +147,26 @@ def random_map(shape: tuple[int, int], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random(shape)
 
 
+def smooth_random_map(shape: tuple[int, int], grid: tuple[int, int], seed: int) -> np.ndarray:
+    """Uniform noise drawn on ``grid`` (the target layer's map size, a CAM's native resolution)
+    and brought to ``shape`` as pytorch-grad-cam brings a CAM there (``scale_cam_image``:
+    min-max scaled, then ``cv2.resize``, bilinear): a map as smooth as the CAMs of that layer
+    that knows nothing. ROAD and deletion/insertion favour smooth maps (arXiv 2304.13836), so a
+    method is read against this map, not only against per-pixel noise. In [0, 1]."""
+    import cv2  # pytorch-grad-cam's own resize; imported here: the stats tables need no cv2
+
+    rows, cols = (int(g) for g in grid)
+    if rows < 1 or cols < 1:
+        raise ValueError(f"the map grid must be at least 1x1, got {grid}")
+    # its own stream: the plain random map of the same image seed starts with the same draws
+    noise = np.random.default_rng([int(seed), 1]).random((rows, cols))
+    noise = noise - noise.min()
+    noise = noise / (1e-7 + noise.max())
+    height, width = shape
+    smooth = cv2.resize(noise.astype(np.float32), (int(width), int(height)))
+    return np.clip(smooth.astype(np.float64), 0, 1)
+
+
 def centre_gaussian(shape: tuple[int, int]) -> np.ndarray:
     """exp(-d^2 / 2 sigma^2) around the image centre, sigma = CENTRE_SIGMA x the side: the
     'lesions sit in the middle' prior a map should beat."""
@@ -155,18 +177,23 @@ def centre_gaussian(shape: tuple[int, int]) -> np.ndarray:
 
 
 def baseline_maps(
-    masks: np.ndarray, image_ids: Sequence[str], seed: int = 0
+    masks: np.ndarray, image_ids: Sequence[str], seed: int = 0, *, grid: tuple[int, int]
 ) -> dict[str, np.ndarray]:
-    """Baseline name -> (N, H, W) maps in [0, 1]: ``random`` (seeded per image id, so the same
-    image gets the same map in every job), ``centre`` and ``mask`` (the lesion itself; all zero
-    where there is none)."""
+    """Baseline name -> (N, H, W) maps in [0, 1]: ``random`` and ``smooth_random`` (drawn on
+    the CAMs' native ``grid``; both seeded per image id, so the same image gets the same map in
+    every job and for every method), ``centre`` and ``mask`` (the lesion itself; all zero where
+    there is none)."""
     masks = np.asarray(masks)
     if masks.ndim != 3 or len(masks) != len(image_ids):
         raise ValueError(f"masks {masks.shape} must be (N, H, W) for {len(image_ids)} image ids")
     shape = masks.shape[1:]
+    seeds = [image_seed(seed, i) for i in image_ids]
     return {
-        "random": np.stack([random_map(shape, image_seed(seed, i)) for i in image_ids])
-        if len(image_ids)
+        "random": np.stack([random_map(shape, s) for s in seeds])
+        if seeds
+        else np.zeros(masks.shape),
+        "smooth_random": np.stack([smooth_random_map(shape, grid, s) for s in seeds])
+        if seeds
         else np.zeros(masks.shape),
         "centre": np.broadcast_to(centre_gaussian(shape), masks.shape).copy(),
         "mask": (masks > 0).astype(np.float64),
