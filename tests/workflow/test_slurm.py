@@ -189,7 +189,7 @@ def test_slurm_run_submits_every_cluster_job_and_equals_the_local_run(slurm, tin
         np.load(tiny_run / explained / "cams.npz") as local_cams,
     ):
         assert sorted(slurm_cams) == sorted(local_cams)
-        for key in local_cams:
+        for key in set(local_cams) - {"seconds"}:  # the CAM stage's timing differs run to run
             np.testing.assert_array_equal(slurm_cams[key], local_cams[key])
 
 

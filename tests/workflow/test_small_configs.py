@@ -73,5 +73,5 @@ def test_a_reordered_or_resaved_config_reruns_nothing_and_a_real_change_its_jobs
     config["training"]["lr"] = 0.01
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     counts = job_counts(snakemake(workdir, "--dry-run"))
-    assert counts["train"] == 2 and counts["explain"] == counts["generalise"] == 2
+    assert counts["train"] == 2 and counts["cams"] == counts["scores"] == counts["generalise"] == 2
     assert not {"phantom", "ingest", "folds", "preprocess", "data_summary"} & set(counts)
