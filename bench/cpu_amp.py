@@ -32,7 +32,7 @@ def compare(name: str, images: int, size: int, batch_size: int, repeats: int) ->
     row: dict = {"xaimed_uses_bfloat16": trains_in_bfloat16(name, "cpu")}
     for precision in ("float32", "bfloat16"):
         torch.manual_seed(0)
-        settings = TrainSettings(
+        settings = TrainSettings.with_defaults(
             model=name, batch_size=batch_size, epochs=1, augment={}, device="cpu", lr=1e-4
         )
         trainer = Trainer(settings, num_classes=4, steps=10**6, image_size=size)

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    settings = TrainSettings(
+    settings = TrainSettings.with_defaults(
         model=args.model,
         lr=1.5e-4,
         batch_size=args.batch_size,

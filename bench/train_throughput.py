@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     set_threads(args.threads)
     torch.manual_seed(0)
-    settings = TrainSettings(
+    settings = TrainSettings.with_defaults(
         model=args.model, batch_size=args.batch_size, augment=AUGMENT, device=args.device
     )
     images = torch.randint(0, 256, (args.images, 3, args.size, args.size), dtype=torch.uint8)

@@ -616,7 +616,7 @@ def test_a_diverging_loss_stops_the_job_naming_dataset_model_fold_and_epoch(mani
     manifest.to_parquet(tmp_path / "manifest.parquet")
     assign_folds(manifest, 2, seed=0).to_parquet(tmp_path / "folds.parquet")
     preprocess(manifest, 32, tmp_path / "images.npy", tmp_path / "masks.npy")
-    settings = TrainSettings(
+    settings = TrainSettings.with_defaults(
         model="resnet18",
         epochs=3,
         batch_size=2,
@@ -665,7 +665,7 @@ def test_a_class_too_small_for_the_validation_part_is_named_and_trains(tmp_path,
     manifest.to_parquet(tmp_path / "manifest.parquet")
     folds.to_parquet(tmp_path / "folds.parquet")
     preprocess(manifest, 32, tmp_path / "images.npy", tmp_path / "masks.npy")
-    settings = TrainSettings(model="resnet18", epochs=1, batch_size=4, device="cpu")
+    settings = TrainSettings.with_defaults(model="resnet18", epochs=1, batch_size=4, device="cpu")
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="xaimed.train"):
         train_fold(
@@ -692,7 +692,7 @@ def test_the_validation_fallback_keeps_the_other_classes_stratified():
 
 
 def test_out_of_memory_names_the_batch_size_and_the_keys_to_lower():
-    settings = TrainSettings(model="vgg16", batch_size=64)
+    settings = TrainSettings.with_defaults(model="vgg16", batch_size=64)
     with (
         pytest.raises(
             MemoryError,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -25,26 +26,30 @@ SCHEDULERS = ("cosine", "constant")
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Everything that decides a training run; built from the config's `training` section."""
+    """Everything that decides a training run; built from the config's `training` section.
+
+    No field has a default: the schema (workflow/schemas/config.schema.yaml) is their only
+    home, and :meth:`with_defaults` reads them from there for callers outside the workflow.
+    """
 
     model: str
-    weights: str = "none"
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"
-    label_smoothing: float = 0.0
-    val_fraction: float = 0.15
-    patience: int = 0
-    augment: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
+    weights: str
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    scheduler: str
+    label_smoothing: float
+    val_fraction: float
+    patience: int
+    augment: dict[str, Any]
+    seed: int
+    device: str
+    amp: bool
 
     @classmethod
-    def from_config(cls, model: str, training: dict[str, Any], seed: int = 0) -> TrainSettings:
+    def from_config(cls, model: str, training: dict[str, Any], seed: int) -> TrainSettings:
         """The shared training settings, overridden by `training.models.<model>` if present."""
         merged = {k: v for k, v in training.items() if k != "models"}
         merged.update(training.get("models", {}).get(model, {}))
@@ -53,6 +58,18 @@ class TrainSettings:
         if unknown:
             raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
         return cls(model=model, seed=seed, **{k: v for k, v in merged.items() if k != "model"})
+
+    @classmethod
+    def with_defaults(cls, model: str, **given: Any) -> TrainSettings:
+        """``given`` (training settings, and the config's top-level `seed` and `device`) with
+        the schema's defaults for the rest: what tests, benchmarks and notebooks use."""
+        from xaimed.config.schema import SCHEMA_PATH, fill_defaults, load_schema
+
+        top = {key: given.pop(key) for key in ("seed", "device") if key in given}
+        schema = load_schema(SCHEMA_PATH)
+        config = fill_defaults(copy.deepcopy({"training": given, **top}), schema)
+        training = {**config["training"], "device": config["device"]}
+        return cls.from_config(model, training, seed=config["seed"])
 
 
 def make_optimizer(settings: TrainSettings, params) -> torch.optim.Optimizer:

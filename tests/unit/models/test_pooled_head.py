@@ -28,7 +28,9 @@ class SmallVGG(nn.Module):
 
 
 def train(model, head, steps, batches):
-    settings = TrainSettings(model="small", lr=0.05, weight_decay=0.3, optimizer="adamw")
+    settings = TrainSettings.with_defaults(
+        model="small", lr=0.05, weight_decay=0.3, optimizer="adamw"
+    )
     params = model.parameters()
     if head:
         params = head.parameter_groups(model, settings.lr, settings.weight_decay)
@@ -87,7 +89,9 @@ def test_heads_that_do_not_only_copy_are_left_alone():
 def test_trainer_collapses_vgg_at_small_sizes_and_saves_torchvision_weights():
     """The real VGG11 at 32 px (a 1x1 map under a 7x7 pool): two steps collapsed and whole,
     in float32 (bfloat16 rounds the two sums differently)."""
-    settings = TrainSettings(model="vgg11", lr=1e-3, batch_size=4, epochs=1, augment={}, amp=False)
+    settings = TrainSettings.with_defaults(
+        model="vgg11", lr=1e-3, batch_size=4, epochs=1, augment={}, amp=False
+    )
     generator = torch.Generator().manual_seed(5)
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=generator)
     labels = torch.tensor([0, 1] * 4)

@@ -1,9 +1,13 @@
+from dataclasses import MISSING, fields
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torchvision
+import yaml
 
+from tests.conftest import REPO
 from xaimed.data.folds import assign_folds
 from xaimed.data.ingest import ingest
 from xaimed.data.preprocess import preprocess
@@ -25,7 +29,7 @@ def store(folder_dataset, tmp_path):
 
 
 def _train(store, out, checkpoint_path=None, checkpoint_seconds=0, **overrides):
-    settings = TrainSettings(
+    settings = TrainSettings.with_defaults(
         **{
             "model": "resnet18",
             "epochs": 2,
@@ -95,12 +99,12 @@ def test_validation_part_is_stratified_and_disjoint():
 
 def test_settings_merge_per_model_overrides_and_refuse_unknown_keys():
     training = {"lr": 0.01, "epochs": 3, "models": {"vgg16": {"lr": 0.0001}}}
-    assert TrainSettings.from_config("vgg16", training).lr == 0.0001
-    assert TrainSettings.from_config("resnet50", training).lr == 0.01
+    assert TrainSettings.with_defaults("vgg16", **training).lr == 0.0001
+    assert TrainSettings.with_defaults("resnet50", **training).lr == 0.01
     with pytest.raises(ValueError, match="learning_rate"):
-        TrainSettings.from_config("resnet50", {"learning_rate": 0.1})
+        TrainSettings.with_defaults("resnet50", learning_rate=0.1)
     with pytest.raises(ValueError, match="adamw"):
-        make_optimizer(TrainSettings(model="m", optimizer="lion"), [torch.zeros(1)])
+        make_optimizer(TrainSettings.with_defaults(model="m", optimizer="lion"), [torch.zeros(1)])
 
 
 def test_augment_flips_exactly_when_asked():
@@ -238,7 +242,9 @@ def test_no_checkpoint_before_its_interval_and_the_interval_from_the_environment
 def test_trainer_runs_the_model_and_its_batches_channels_last():
     """Channels-last on the CPU too: with one thread PyTorch sends 1x1 convolutions of fewer
     than 16 images (a partial batch) to its slow reference kernel otherwise."""
-    settings = TrainSettings(model="resnet18", batch_size=4, epochs=1, augment={}, device="cpu")
+    settings = TrainSettings.with_defaults(
+        model="resnet18", batch_size=4, epochs=1, augment={}, device="cpu"
+    )
     trainer = Trainer(settings, num_classes=2, steps=1)
     channels_last = torch.channels_last
     assert trainer.model.conv1.weight.is_contiguous(memory_format=channels_last)
@@ -248,7 +254,7 @@ def test_trainer_runs_the_model_and_its_batches_channels_last():
 
 def _dtypes_seen(model_name: str, amp: bool) -> dict[str, set[torch.dtype]]:
     """The dtypes of the logits in a training epoch and in the two kinds of prediction."""
-    settings = TrainSettings(
+    settings = TrainSettings.with_defaults(
         model=model_name, batch_size=4, epochs=1, augment={}, device="cpu", amp=amp
     )
     trainer = Trainer(settings, num_classes=2, steps=1)
@@ -300,3 +306,18 @@ def test_a_run_requeued_on_a_cpu_without_bfloat16_starts_over(store, tmp_path, m
     history, _ = _train(store, tmp_path / "a", last)
     assert "float32" in caplog.text and "resuming" not in caplog.text
     assert list(history["epoch"]) == [1, 2]
+
+
+def test_settings_defaults_are_the_schemas():
+    # The schema is the only home of defaults: a setting left out takes the schema's value, and a
+    # field of its own with a default would drift from the workflow's.
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    training = schema["properties"]["training"]["properties"]
+    settings = TrainSettings.with_defaults("resnet18")
+    for name in ("epochs", "batch_size", "optimizer", "lr", "val_fraction", "amp", "patience"):
+        assert getattr(settings, name) == training[name]["default"], name
+    assert (settings.seed, settings.device) == (
+        schema["properties"]["seed"]["default"],
+        schema["properties"]["device"]["default"],
+    )
+    assert all(f.default is MISSING and f.default_factory is MISSING for f in fields(TrainSettings))
