@@ -5,6 +5,7 @@ of the schema changes the params (so no other file holds one of its own)."""
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ import pytest
 import yaml
 
 from xaimed.config.schema import fill_defaults
+from xaimed.data.folds import assign_folds
+from xaimed.data.phantoms.generate import write_phantom_dataset
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -193,3 +196,18 @@ def test_ingest_options_take_the_schemas_defaults_and_name_a_wrong_or_unused_key
             "mask_dir": "masks",
         }
     assert "dataset mine: format imagefolder does not use ['group_column']" in caplog.text
+
+
+def test_library_conveniences_default_to_the_schemas_values():
+    # assign_folds and write_phantom_dataset keep defaults for direct library use (the workflow
+    # passes every argument): they must be the schema's, not a second opinion.
+    defs, top = SCHEMA["$defs"], SCHEMA["properties"]
+    folds = inspect.signature(assign_folds).parameters
+    assert folds["cv"].default == defs["cv"]["default"]
+    assert folds["site_column"].default == defs["site_column"]["default"]
+    assert folds["seed"].default == top["seed"]["default"]
+    phantom = inspect.signature(write_phantom_dataset).parameters
+    entry = defs["phantom_dataset"]["properties"]
+    assert phantom["image_size"].default == entry["phantom_size"]["default"]
+    assert phantom["sites"].default == entry["sites"]["default"]
+    assert phantom["seed"].default == top["seed"]["default"]
