@@ -93,8 +93,8 @@ def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(tiny_run, t
         folds_path=data / "folds.parquet",
         dataset="brain_mri",
         fold=0,
-        settings=TrainSettings.from_config(
-            "resnet18", {**config["training"], "device": "cpu"}, config["seed"]
+        settings=TrainSettings.with_defaults(
+            "resnet18", **config["training"], device="cpu", seed=config["seed"]
         ),
         model_path=whole / "model.pt",
         history_path=whole / "history.parquet",
