@@ -112,8 +112,8 @@ def train_fold(
     checkpoint_path: str | Path | None = None,
     checkpoint_seconds: float | None = None,
 ) -> pd.DataFrame:
-    """Train `settings.model` on every fold but `fold`, keep the best validation epoch, and
-    predict the held-out fold. Returns the history table.
+    """Train `settings.model` on every fold but `fold`, keep the best validation epoch (or the
+    last, `keep: last`), and predict the held-out fold. Returns the history table.
 
     With `checkpoint_path`, the state after an epoch is saved there once `checkpoint_seconds`
     of training have passed since the last save (None: xaimed.train.resume.interval(); 0: every
@@ -181,14 +181,25 @@ def train_fold(
         best_state = resumed["best_state"] or copy.deepcopy(trainer.model.state_dict())
         first_epoch = settings.epochs + 1 if resumed["stopped"] else resumed["epoch"] + 1
         log.info("resuming after epoch %d from %s", resumed["epoch"], checkpoint_path)
+    # Scoring the validation part needs a batch-norm pass over the training images first
+    # (recalibrate_batchnorm), about a quarter of an epoch: only done every epoch where an
+    # epoch's score decides something (the best epoch, early stopping).
+    keep_last = settings.keep == "last"
+    validate_each_epoch = settings.patience > 0 or (not keep_last and len(val_rows) > 0)
+    if not validate_each_epoch:
+        log.info("validation part scored after the last epoch only (keep: %s)", settings.keep)
     started = time.perf_counter()
     saved_at, save_seconds = started, 0.0
     for epoch in range(first_epoch, settings.epochs + 1):
         epoch_start = time.perf_counter()
+        validated = validate_each_epoch or epoch == settings.epochs
         with _epoch_errors(dataset, settings, fold, epoch):
             train_loss, train_accuracy = trainer.train_epoch(train_images, train_labels)
-            trainer.recalibrate_batchnorm(train_images)
-            metrics = _val_metrics(trainer.predict(val_images), labels[val_rows])
+            if validated:
+                trainer.recalibrate_batchnorm(train_images)
+                metrics = _val_metrics(trainer.predict(val_images), labels[val_rows])
+            else:
+                metrics = _val_metrics(np.zeros((0, len(names))), labels[[]])
         seconds = time.perf_counter() - epoch_start
         record = {
             "epoch": epoch,
@@ -199,21 +210,26 @@ def train_fold(
             "seconds": seconds,
         }
         history.append(record)
-        if _is_better(metrics, best):
+        if validated and _is_better(metrics, best):
             best, best_epoch = metrics, epoch
-            best_state = copy.deepcopy(trainer.model.state_dict())
+            if not keep_last:  # keep: last needs no copy, the model's own weights are kept
+                best_state = copy.deepcopy(trainer.model.state_dict())
         done_here = epoch - first_epoch + 1
         eta = (time.perf_counter() - started) / done_here * (settings.epochs - epoch)
+        scores = (
+            " val_loss {val_loss:.4f} val_acc {val_accuracy:.3f} val_f1 {val_f1_macro:.3f}".format(
+                **metrics
+            )
+            if validated
+            else ""
+        )
         log.info(
-            "epoch %d/%d train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f val_f1 %.3f "
-            "%.1fs ETA %.0fs",
+            "epoch %d/%d train_loss %.4f train_acc %.3f%s %.1fs ETA %.0fs",
             epoch,
             settings.epochs,
             train_loss,
             train_accuracy,
-            metrics["val_loss"],
-            metrics["val_accuracy"],
-            metrics["val_f1_macro"],
+            scores,
             seconds,
             eta,
         )
@@ -235,7 +251,7 @@ def train_fold(
                     "best": best,
                     "best_epoch": best_epoch,
                     # the best weights are the model's own when the last epoch was the best
-                    "best_state": None if best_epoch == epoch else best_state,
+                    "best_state": None if keep_last or best_epoch == epoch else best_state,
                 },
             )
             saved_at = time.perf_counter()
@@ -247,6 +263,8 @@ def train_fold(
             )
             break
 
+    if keep_last:
+        best_epoch, best_state = history[-1]["epoch"], trainer.model.state_dict()
     trainer.finish(best_state)
     # float32, so the predictions are those of model.pt wherever it is run again (CAMs, shift)
     probs = trainer.predict(tensor(held_out), mixed_precision=False)
@@ -260,7 +278,13 @@ def train_fold(
         model=settings.model,
     )
     accuracy = float((predictions["pred"] == predictions["label"]).mean())
-    log.info("best epoch %d; held-out fold %d accuracy %.3f", best_epoch, fold, accuracy)
+    log.info(
+        "kept epoch %d (keep: %s); held-out fold %d accuracy %.3f",
+        best_epoch,
+        settings.keep,
+        fold,
+        accuracy,
+    )
 
     history_table = pd.DataFrame(history)
     history_table["best"] = history_table["epoch"] == best_epoch

@@ -43,6 +43,7 @@ class TrainSettings:
     label_smoothing: float
     val_fraction: float
     patience: int
+    keep: str
     augment: dict[str, Any]
     seed: int
     device: str

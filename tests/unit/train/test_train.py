@@ -82,6 +82,25 @@ def test_train_fold_writes_the_contract_and_predicts_the_held_out_fold(store, tm
     assert np.allclose(again, probs, atol=1e-5)
 
 
+def test_keep_last_scores_the_validation_part_once_and_keeps_the_last_epoch(
+    store, tmp_path, caplog
+):
+    caplog.set_level("INFO", logger="xaimed.train")
+    best, _ = _train(store, tmp_path / "best", epochs=3)
+    caplog.clear()
+    last, predictions = _train(store, tmp_path / "last", epochs=3, keep="last")
+    # the same training trajectory: skipping the per-epoch batch-norm pass changes no weights
+    np.testing.assert_allclose(last["train_loss"], best["train_loss"], rtol=1e-6)
+    assert last["val_loss"].isna().tolist() == [True, True, False]
+    assert last["val_loss"].iloc[2] == pytest.approx(best["val_loss"].iloc[2], rel=1e-5)
+    assert last.loc[last["best"], "epoch"].tolist() == [3]
+    epoch_lines = [r.message for r in caplog.records if r.message.startswith("epoch ")]
+    assert ["val_acc" in line for line in epoch_lines] == [False, False, True]
+    assert any("after the last epoch only" in r.message for r in caplog.records)
+    model, meta = load_checkpoint(tmp_path / "last" / "model.pt")
+    assert meta["best_epoch"] == 3
+
+
 def test_same_seed_on_cpu_gives_identical_outputs(store, tmp_path):
     _, first = _train(store, tmp_path / "a")
     _, second = _train(store, tmp_path / "b")
