@@ -5,9 +5,10 @@ The quiet wall time it predicts is the run's CPU seconds over the cores, as the 
 one thread each: all of Snakemake's processes together, exact (`getrusage` of the finished
 run, saved as `demo-cpu.json` in the run's directory), which a busy shared host inflates far
 less than wall seconds. Per stage it prints the jobs' wall seconds from the Snakemake benchmark
-file every rule writes, and their `cpu_time`: a lower bound only, as Snakemake samples a job
-every 0.5 s for its first 15 s and then every 30 s, and keeps the last sample before the job
-ends (a 70 s training job can lose 25 s).
+file every rule writes, and their CPU seconds: exact where the job's log has them (every
+xaimed job logs its CPU seconds at exit), else the benchmark's `cpu_time`, a lower bound only,
+as Snakemake samples a job every 0.5 s for its first 15 s and then every 30 s, and keeps the
+last sample before the job ends (a 70 s training job can lose 25 s).
 Start-up is the cost of the jobs' Python imports: those of a torch job (training, CAMs,
 generalisation) and of a small job (data, statistics, report), each measured in a fresh
 interpreter, times the number of such jobs. "Between jobs" is the core-seconds no job held
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import shutil
 import subprocess
@@ -76,16 +78,26 @@ def job_table(workdir: Path) -> pd.DataFrame:
     for path in (workdir / "benchmarks").rglob("*.tsv"):
         parts = path.relative_to(workdir / "benchmarks").parts
         bench = pd.read_csv(path, sep="\t").iloc[0]
+        logged = job_cpu_seconds(workdir / "logs" / Path(*parts).with_suffix(".log"))
         rows.append(
             {
                 "rule": parts[0],
                 "stage": STAGES.get(parts[0], "data, statistics, report"),
                 "model": parts[2] if parts[0] == "train" else "",
                 "s": float(bench["s"]),
-                "cpu_s": float(bench["cpu_time"]),
+                "cpu_s": float(bench["cpu_time"]) if logged is None else logged,
+                "cpu_exact": logged is not None,
             }
         )
     return pd.DataFrame(rows)
+
+
+def job_cpu_seconds(log: Path) -> float | None:
+    """The CPU seconds a job logged at exit (xaimed.io.runtime.log_resources), or None."""
+    if not log.exists():
+        return None
+    found = re.findall(r"job resources: ([0-9.]+) CPU seconds", log.read_text())
+    return float(found[-1]) if found else None
 
 
 def training_precision(workdir: Path) -> str:
@@ -145,7 +157,8 @@ def summarise(workdir: Path, wall: float, cores: int, startup: bool = True) -> d
     predicted = (cpu_s if cpu_s is not None else jobs["cpu_s"].sum()) / cores
     print(f"demo: {wall / 60:.1f} min wall on {cores} cores, {len(jobs)} jobs, in {workdir}")
     print(f"  training in {training_precision(workdir)}")
-    print(f"  {'stage':<38}{'jobs':>5}{'job-s':>8}{'share':>8}{'cpu-s >=':>10}")
+    exact = "cpu-s" if jobs["cpu_exact"].all() else "cpu-s >="
+    print(f"  {'stage':<38}{'jobs':>5}{'job-s':>8}{'share':>8}{exact:>10}")
     for stage, row in stages.iterrows():
         share = row["s"] / core_seconds
         print(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
 import os
 import random
+import resource
 import signal
 import sys
 import threading
@@ -90,7 +92,21 @@ def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO)
     sys.excepthook = log_uncaught
     if log_path:  # a job of the workflow (only these get a log file)
         stop_with_snakemake()
+        atexit.unregister(log_resources)  # once per process, however often it is set up
+        atexit.register(log_resources)
     return logging.getLogger("xaimed")
+
+
+def log_resources() -> None:
+    """Log the job's CPU seconds and peak memory, imports included (bench/demo.py reads them:
+    Snakemake's benchmark files sample CPU time only every 30 s and miss a job's last stretch)."""
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    cpu = sum(u.ru_utime + u.ru_stime for u in (own, children))
+    logging.getLogger("xaimed").info(
+        "job resources: %.2f CPU seconds, peak RSS %.0f MB", cpu, own.ru_maxrss / 1024
+    )
 
 
 def _proc_stat(pid: int) -> tuple[str, int, int] | None:
