@@ -251,7 +251,7 @@ def test_the_demo_dry_run_names_the_explained_layer(tmp_path):
         "results/explain/brain_mri/resnet50/fold0/baselines/scores.parquet",
         config="",
     )
-    assert "CAM target layer of resnet50: layer2" in output
+    assert "CAM target layer of resnet50: layer1" in output
 
 
 def test_constant_maps_are_counted_logged_and_tabled(fold, tmp_path, caplog):
