@@ -69,9 +69,10 @@ class FastAblationCAM(AblationCAM):
     subtraction; this is reproduced value for value (it is a quirk of the library that the
     value depends on the channel's position in its batch; we keep it to stay identical).
 
-    ``reshape_transform`` (a transformer's layer, see :func:`xaimed.models.layers.
-    reshape_transform`) makes the activations channels-last: channel k is then ablated along the
-    last dimension, at every token or position, as the library's AblationLayerVit does.
+    With a ``reshape_transform`` (a transformer's layer; see
+    :func:`xaimed.models.layers.reshape_transform`) the activations are channels-last: channel
+    k is ablated along the last dimension, at every token or position, as the library's
+    AblationLayerVit does.
     """
 
     def __init__(

@@ -7,7 +7,12 @@ import pytest
 import torch
 import torchvision
 
-from xaimed.models.build import _pretrained_torchvision, build_model, image_size_problem
+from xaimed.models.build import (
+    _finish_pretrained,
+    _pretrained_torchvision,
+    build_model,
+    image_size_problem,
+)
 from xaimed.models.layers import cam_map_sizes, finer_cam_layers
 from xaimed.models.pooled_head import PooledHead
 from xaimed.models.precision import cpu_has_bfloat16, trains_in_bfloat16
@@ -54,7 +59,18 @@ def test_pretrained_vit_weights_fit_another_image_size():
     )[0]
     assert torch.allclose(got["encoder.pos_embedding"][0, 1:].T.reshape(768, 4, 4), expected)
     assert all(torch.equal(got[k], v) for k, v in state.items() if k != "encoder.pos_embedding")
-    assert model.heads.head.out_features == 1000  # build_model then replaces the head
+    assert model.heads.head.out_features == 1000
+    _finish_pretrained(model, "vit_b_16", 3)  # as build_model ends: the study's head
+    assert model.heads.head.out_features == 3 and model.heads.head.in_features == 768
+    assert torch.equal(model.encoder.pos_embedding, got["encoder.pos_embedding"])
+
+
+def test_pretrained_swin_gets_the_study_head():
+    swin = torchvision.models.get_model("swin_t", weights=None)
+    backbone = {k: v.clone() for k, v in swin.state_dict().items() if not k.startswith("head.")}
+    _finish_pretrained(swin, "swin_t", 3)
+    assert swin.head.out_features == 3 and swin.head.in_features == 768
+    assert all(torch.equal(swin.state_dict()[k], v) for k, v in backbone.items())
 
 
 def test_map_sizes_and_finer_layers_of_the_transformers():
