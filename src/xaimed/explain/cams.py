@@ -366,8 +366,9 @@ def cam_grid(
     reshape = reshape_transform(model, model_name, layer_path) or (lambda output: output)
     shapes: list[tuple[int, ...]] = []
 
-    def keep(module: nn.Module, args: object, output: torch.Tensor) -> None:
-        shapes.append(tuple(reshape(output).shape))
+    def keep(module: nn.Module, args: object, output: object) -> None:
+        # a tuple (ViT's self_attention) is no map: () is refused below with the layer named
+        shapes.append(tuple(reshape(output).shape) if isinstance(output, torch.Tensor) else ())
 
     model.eval()
     handle = layer.register_forward_hook(keep)
@@ -379,6 +380,6 @@ def cam_grid(
     if not shapes or len(shapes[0]) != 4:
         raise ValueError(
             f"the target layer {layer_path or 'default'} of {model_name} gives no (N, C, H, W) "
-            f"map: {shapes[0] if shapes else 'no output'}"
+            f"map: {(shapes[0] or 'not a tensor') if shapes else 'no output'}"
         )
     return int(shapes[0][-2]), int(shapes[0][-1])

@@ -119,3 +119,8 @@ def test_reshape_only_where_the_layer_is_not_nchw():
     assert cam_grid(vit, "vit_b_16", x, "conv_proj") == (4, 4)
     assert cam_grid(swin, "swin_t", x, "features.0.0") == (16, 16)
     assert cam_grid(swin, "swin_t", x, "features.0") == (16, 16)
+    attention = "encoder.layers.encoder_layer_0.self_attention"  # returns a tuple
+    with pytest.raises(
+        ValueError, match=f"layer {attention} of vit_b_16 gives no .* map: not a tensor"
+    ):
+        cam_grid(vit, "vit_b_16", x, attention)
