@@ -5,6 +5,7 @@ theirs, on tiny randomly initialised models of torchvision's own classes."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import pytorch_grad_cam
 import torch
@@ -13,8 +14,17 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.models.vision_transformer import VisionTransformer
 
+from xaimed.data.folds import assign_folds
+from xaimed.data.ingest import ingest
+from xaimed.data.preprocess import preprocess
 from xaimed.explain.cams import CAM_METHODS, FastAblationCAM, cam_grid, compute_cams
+from xaimed.explain.settings import ExplainSettings, QualitySettings
+from xaimed.explain.stage import explain_fold, score_fold
+from xaimed.models.checkpoint import load_checkpoint
+from xaimed.models.inputs import normalize
 from xaimed.models.layers import reshape_transform, target_layer
+from xaimed.train.fold import train_fold
+from xaimed.train.trainer import TrainSettings
 
 #: the gradient methods the study uses, GradCAM and AblationCAM
 METHODS = {
@@ -124,3 +134,79 @@ def test_reshape_only_where_the_layer_is_not_nchw():
         ValueError, match=f"layer {attention} of vit_b_16 gives no .* map: not a tensor"
     ):
         cam_grid(vit, "vit_b_16", x, attention)
+
+
+@pytest.mark.parametrize(
+    ("name", "layer_path", "grid", "methods", "head"),
+    [
+        # ViT-B/16's AblationCAM is the library's (768 forwards of the whole network per
+        # image): the tiny models above check it
+        (
+            "vit_b_16",
+            None,
+            (4, 4),
+            ["gradcampp", "xgradcam", "eigengradcam", "layercam"],
+            "heads.head",
+        ),
+        # Swin's last stage is 2x2 at 64 px; features.5 (4x4) is what the config check offers
+        ("swin_t", "features.5", (4, 4), ["gradcampp", "layercam", "ablationcam"], "head"),
+    ],
+)
+def test_transformer_trains_and_is_explained_through_the_library(
+    folder_dataset, tmp_path, name, layer_path, grid, methods, head
+):
+    """One epoch on a few 64 px images (no attempt to learn), then the cams and scores jobs'
+    library calls on two held-out images: maps at the layer's grid, scores and the
+    randomisation check for each method."""
+    manifest = ingest(folder_dataset, dataset="tiny")
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    assign_folds(manifest, 3, seed=0).to_parquet(tmp_path / "folds.parquet")
+    preprocess(manifest, 64, tmp_path / "images.npy", tmp_path / "masks.npy")
+    train = TrainSettings.with_defaults(model=name, epochs=1, batch_size=8, device="cpu")
+    paths = {k: tmp_path / f"{k}.parquet" for k in ("history", "predictions")}
+    train_fold(
+        images_path=tmp_path / "images.npy",
+        manifest_path=tmp_path / "manifest.parquet",
+        folds_path=tmp_path / "folds.parquet",
+        dataset="tiny",
+        fold=0,
+        settings=train,
+        model_path=tmp_path / "model.pt",
+        history_path=paths["history"],
+        predictions_path=paths["predictions"],
+    )
+    model, meta = load_checkpoint(tmp_path / "model.pt")
+    assert meta["image_size"] == 64
+    x = normalize(torch.from_numpy(np.load(tmp_path / "images.npy")[:1]))
+    assert cam_grid(model, name, x, layer_path) == grid
+
+    explain = ExplainSettings(
+        batch_size=2, max_images=2, seed=0, device="cpu", layer_path=layer_path
+    )
+    quality = QualitySettings(
+        road_percentiles=[20, 80], tolerance=0, top_k=10, faithfulness_steps=4,
+        sanity_images=1, sanity_depths=[1],
+    )  # fmt: skip
+    out = {m: tmp_path / m for m in methods}
+    args = (tmp_path / "model.pt", tmp_path / "images.npy", tmp_path / "manifest.parquet")
+    args += (paths["predictions"],)
+    explain_fold(*args, methods, [out[m] / "cams.npz" for m in methods], explain)
+    scores = score_fold(
+        *args,
+        methods,
+        [out[m] / "cams.npz" for m in methods],
+        [out[m] / "scores.parquet" for m in methods],
+        [out[m] / "sanity.parquet" for m in methods],
+        explain,
+        quality,
+        masks_path=tmp_path / "masks.npy",
+    )
+    for method in methods:
+        cams = np.load(out[method] / "cams.npz")["cams"]
+        assert cams.shape == (2, 64, 64) and np.isfinite(cams).all()
+        assert all(cam.max() > 0.99 and cam.min() < 0.01 for cam in cams), method
+        rows = scores[scores["method"] == method]
+        assert len(rows) == 2 and rows["confidence_increase"].notna().all()
+        sanity = pd.read_parquet(out[method] / "sanity.parquet")
+        # the head randomised first; Spearman is NaN where a map turns constant (so the SSIM)
+        assert list(sanity["randomised"]) == [head] and sanity["ssim"].notna().all()
