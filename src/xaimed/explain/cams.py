@@ -5,17 +5,16 @@
 
 from __future__ import annotations
 
-import os
+import functools
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-# ScoreCAM's and AblationCAM's tqdm bars would fill the rule's log (the explain stage logs its
-# own progress); tqdm reads this once, when pytorch-grad-cam imports it below.
-os.environ.setdefault("TQDM_DISABLE", "1")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from pytorch_grad_cam import (  # noqa: E402
+import numpy as np
+import pytorch_grad_cam.ablation_cam
+import pytorch_grad_cam.score_cam
+import torch
+from pytorch_grad_cam import (
     AblationCAM,
     EigenCAM,
     EigenGradCAM,
@@ -25,13 +24,22 @@ from pytorch_grad_cam import (  # noqa: E402
     ScoreCAM,
     XGradCAM,
 )
-from pytorch_grad_cam.ablation_layer import AblationLayerVit  # noqa: E402
-from pytorch_grad_cam.base_cam import BaseCAM  # noqa: E402
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection  # noqa: E402
-from torch import nn  # noqa: E402
+from pytorch_grad_cam.ablation_layer import AblationLayerVit
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from torch import nn
 
-from xaimed.models.layers import model_tail, reshape_transform, target_layer  # noqa: E402
+from xaimed.models.layers import model_tail, reshape_transform, target_layer
+
+# The library's AblationCAM and ScoreCAM draw a tqdm bar per image, which would fill the rule's
+# log (the explain stage logs its own progress). TQDM_DISABLE cannot stop them: tqdm reads it
+# when first imported, and torch imports tqdm before this module can set it.
+_QUIET_TQDM = types.SimpleNamespace(
+    tqdm=functools.partial(pytorch_grad_cam.ablation_cam.tqdm.tqdm, disable=True)
+)
+pytorch_grad_cam.ablation_cam.tqdm = _QUIET_TQDM
+pytorch_grad_cam.score_cam.tqdm = _QUIET_TQDM
 
 __all__ = [
     "CAM_METHODS",

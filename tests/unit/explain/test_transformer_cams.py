@@ -210,3 +210,13 @@ def test_transformer_trains_and_is_explained_through_the_library(
         sanity = pd.read_parquet(out[method] / "sanity.parquet")
         # the head randomised first; Spearman is NaN where a map turns constant (so the SSIM)
         assert list(sanity["randomised"]) == [head] and sanity["ssim"].notna().all()
+
+
+@pytest.mark.parametrize("method", ["ablationcam", "scorecam"])
+def test_the_library_runs_without_progress_bars(capfd, method):
+    """ViT's AblationCAM is the library's, whose tqdm bar per image would fill the rule's log."""
+    model = tiny_vit()
+    maps = compute_cams(model, "vit_b_16", method, torch.randn(1, 3, 64, 64), [1])
+    assert maps.max() > 0.99
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
