@@ -8,6 +8,9 @@ from typing import Any
 
 from xaimed.config.schema import SCHEMA_PATH, load_schema
 
+#: the registry and builders whose facts :func:`_cached` keeps (its key hashes their source)
+MODELS_SOURCE = Path(__file__).parents[1] / "models"
+
 
 def _cache_path(stem: str) -> Path:
     """Where :func:`_cached` keeps ``stem``: keyed by torchvision's version and the source of
@@ -17,9 +20,7 @@ def _cache_path(stem: str) -> Path:
     import tempfile
     from importlib import metadata
 
-    source = b"".join(
-        p.read_bytes() for p in sorted((Path(__file__).parents[2] / "models").glob("*.py"))
-    )
+    source = b"".join(p.read_bytes() for p in sorted(MODELS_SOURCE.glob("*.py")))
     key = hashlib.sha256(metadata.version("torchvision").encode() + source).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"xaimed-{os.getuid()}" / f"{stem}-{key}.json"
 
@@ -180,7 +181,52 @@ def _name_problems(config: dict) -> list[str]:
     for name in mapping(mapping(config.get("training")).get("models")):
         if name not in known:
             problems.append(_unknown_model(f"training.models.{name}", str(name), known))
-    return problems + _layer_problems(config, known) + _coarse_layer_problems(config)
+    return (
+        problems
+        + _layer_problems(config, known)
+        + _image_size_problems(config, known)
+        + _coarse_layer_problems(config)
+    )
+
+
+def _image_size(config: dict) -> Any:
+    """``image_size``, the schema's default where unset (check_config runs before Snakemake
+    fills the defaults)."""
+    try:
+        default = load_schema(SCHEMA_PATH)["properties"]["image_size"]["default"]
+    except (OSError, KeyError, TypeError):  # the library without its workflow
+        default = None
+    return config.get("image_size", default)
+
+
+def _image_size_problem(name: str, image_size: int) -> str | None:
+    """Why trained model ``name`` cannot take ``image_size`` px images (a ViT: not a multiple
+    of its patch size), or None; cached as the other model facts are."""
+
+    def compute() -> dict:
+        from xaimed.models import build
+
+        return {"problem": build.image_size_problem(name, image_size)}
+
+    def valid(found: Any) -> bool:
+        return isinstance(found, dict) and isinstance(found.get("problem"), str | type(None))
+
+    return _cached(f"image-size-{name}-{image_size}", compute, valid)["problem"]
+
+
+def _image_size_problems(config: dict, known: set[str]) -> list[str]:
+    """Trained models that cannot be built for ``image_size`` (a ViT's patch size)."""
+    image_size = _image_size(config)
+    trained = config.get("models")
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 8:
+        return []  # the schema's message covers it
+    problems = []
+    for i, name in enumerate(trained if isinstance(trained, list) else []):
+        if isinstance(name, str) and name in known:
+            problem = _image_size_problem(name, image_size)
+            if problem:
+                problems.append(f"models[{i}]: {problem}")
+    return problems
 
 
 def _valid_map(found: Any) -> bool:
@@ -235,6 +281,8 @@ def _coarse_layer_problems(config: dict, minimum: int = 4) -> list[str]:
         layer = chosen.get(name) if isinstance(chosen.get(name), str) else None
         if layer is None and not any(name.startswith(p) for p in cam_families):
             continue  # named by _name_problems
+        if _image_size_problem(name, image_size):
+            continue  # named by _image_size_problems
 
         def measure(name: str = name, layer: str | None = layer) -> dict:
             from xaimed.models import layers as models_layers
@@ -262,7 +310,11 @@ def _coarse_layer_problems(config: dict, minimum: int = 4) -> list[str]:
             f"{size[0]}x{size[1]} maps at image_size {image_size}, smaller than "
             f"{minimum}x{minimum} (a 1x1 map makes every CAM constant); choose a finer layer "
             f"in explain.target_layers.{name}"
-            + (f": {finer}" if finer else "")
+            + (
+                f": {finer}"
+                if finer
+                else f" (none of its layers is finer at image_size {image_size}: raise it)"
+            )
             + ", or set explain.allow_coarse: true to keep it"
         )
     return problems

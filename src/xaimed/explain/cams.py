@@ -5,17 +5,16 @@
 
 from __future__ import annotations
 
-import os
+import functools
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-# ScoreCAM's and AblationCAM's tqdm bars would fill the rule's log (the explain stage logs its
-# own progress); tqdm reads this once, when pytorch-grad-cam imports it below.
-os.environ.setdefault("TQDM_DISABLE", "1")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from pytorch_grad_cam import (  # noqa: E402
+import numpy as np
+import pytorch_grad_cam.ablation_cam
+import pytorch_grad_cam.score_cam
+import torch
+from pytorch_grad_cam import (
     AblationCAM,
     EigenCAM,
     EigenGradCAM,
@@ -25,12 +24,22 @@ from pytorch_grad_cam import (  # noqa: E402
     ScoreCAM,
     XGradCAM,
 )
-from pytorch_grad_cam.base_cam import BaseCAM  # noqa: E402
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection  # noqa: E402
-from torch import nn  # noqa: E402
+from pytorch_grad_cam.ablation_layer import AblationLayerVit
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from torch import nn
 
-from xaimed.models.layers import model_tail, target_layer  # noqa: E402
+from xaimed.models.layers import model_tail, reshape_transform, target_layer
+
+# The library's AblationCAM and ScoreCAM draw a tqdm bar per image, which would fill the rule's
+# log (the explain stage logs its own progress). TQDM_DISABLE cannot stop them: tqdm reads it
+# when first imported, and torch imports tqdm before this module can set it.
+_QUIET_TQDM = types.SimpleNamespace(
+    tqdm=functools.partial(pytorch_grad_cam.ablation_cam.tqdm.tqdm, disable=True)
+)
+pytorch_grad_cam.ablation_cam.tqdm = _QUIET_TQDM
+pytorch_grad_cam.score_cam.tqdm = _QUIET_TQDM
 
 __all__ = [
     "CAM_METHODS",
@@ -67,6 +76,11 @@ class FastAblationCAM(AblationCAM):
     already holds copies 0..i-1, i.e. ``m - (i + 1) * 1e7`` computed by repeated float32
     subtraction; this is reproduced value for value (it is a quirk of the library that the
     value depends on the channel's position in its batch; we keep it to stay identical).
+
+    With a ``reshape_transform`` (a transformer's layer; see
+    :func:`xaimed.models.layers.reshape_transform`) the activations are channels-last: channel
+    k is ablated along the last dimension, at every token or position, as the library's
+    AblationLayerVit does.
     """
 
     def __init__(
@@ -75,8 +89,9 @@ class FastAblationCAM(AblationCAM):
         target_layers: list[nn.Module],
         tail: Callable[[torch.Tensor], torch.Tensor],
         chunk: int = ABLATION_CHUNK,
+        reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        super().__init__(model, target_layers)
+        super().__init__(model, target_layers, reshape_transform=reshape_transform)
         self.tail = tail
         self.chunk = int(chunk)
 
@@ -118,6 +133,8 @@ class FastAblationCAM(AblationCAM):
             [target(output).cpu().item() for target, output in zip(targets, outputs, strict=True)]
         )
         acts = captured["acts"]
+        if self.reshape_transform is not None:  # channels-last: the channel dimension to 1
+            acts = acts.movedim(-1, 1)
         n_images, n_channels = acts.shape[:2]
         new_scores = np.empty((n_images, n_channels), dtype=np.float32)
         with torch.no_grad():
@@ -132,6 +149,8 @@ class FastAblationCAM(AblationCAM):
                     batch[rows, rows + start] = values[start:stop].view(
                         count, *([1] * (acts.ndim - 2))
                     )
+                    if self.reshape_transform is not None:
+                        batch = batch.movedim(1, -1)
                     logits = self.tail(batch)
                     if isinstance(target, ClassifierOutputTarget):
                         scores.append(logits[:, target.category])
@@ -148,7 +167,8 @@ def _fast_ablation(
     tail = model_tail(model, model_name, layer_path)
     if tail is None:
         return None  # no known tail after this layer: the library's (slow) AblationCAM
-    return FastAblationCAM(model=model, target_layers=[layer], tail=tail)
+    reshape = reshape_transform(model, model_name, layer_path)
+    return FastAblationCAM(model=model, target_layers=[layer], tail=tail, reshape_transform=reshape)
 
 
 def _sign_corrected(projection: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,8 +218,13 @@ class _SignedEigen:
 
 
 class SignedEigenGradCAM(_SignedEigen, EigenGradCAM):
-    def __init__(self, model: nn.Module, target_layers: list[nn.Module]) -> None:
-        super().__init__(model, target_layers)
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: list[nn.Module],
+        reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__(model, target_layers, reshape_transform)
         self.flipped = []
 
     def _matrix(self, activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
@@ -207,8 +232,13 @@ class SignedEigenGradCAM(_SignedEigen, EigenGradCAM):
 
 
 class SignedEigenCAM(_SignedEigen, EigenCAM):
-    def __init__(self, model: nn.Module, target_layers: list[nn.Module]) -> None:
-        super().__init__(model, target_layers)
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: list[nn.Module],
+        reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__(model, target_layers, reshape_transform)
         self.flipped = []
 
     def _matrix(self, activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
@@ -221,7 +251,8 @@ class CamMethod:
     subclass of it, for the sign-corrected Eigen variants).
     fast: optional (model, layer, model_name, layer_path) -> an equivalent, faster CAM object
     (or None to use the library class); layer_path is the dotted path ``layer`` was chosen by
-    (None: the registry's default layer)."""
+    (None: the registry's default layer). The library class gets the layer's reshape
+    transform (a transformer's; see :func:`xaimed.models.layers.reshape_transform`)."""
 
     library_class: type[BaseCAM]
     fast: Callable[[nn.Module, nn.Module, str, str | None], BaseCAM | None] | None = None
@@ -230,7 +261,16 @@ class CamMethod:
         self, model: nn.Module, layer: nn.Module, model_name: str, layer_path: str | None = None
     ) -> BaseCAM:
         cam = self.fast(model, layer, model_name, layer_path) if self.fast is not None else None
-        return cam if cam is not None else self.library_class(model=model, target_layers=[layer])
+        if cam is not None:
+            return cam
+        reshape = reshape_transform(model, model_name, layer_path)
+        extra = {}
+        if reshape is not None and issubclass(self.library_class, AblationCAM):
+            # its default AblationLayer ablates dimension 1; a reshaped layer is channels-last
+            extra["ablation_layer"] = AblationLayerVit()
+        return self.library_class(
+            model=model, target_layers=[layer], reshape_transform=reshape, **extra
+        )
 
 
 #: THE registry: method name -> how it is computed.
@@ -331,10 +371,12 @@ def cam_grid(
     the native resolution of every CAM of this model, before pytorch-grad-cam resizes it. The
     layer is chosen as in :func:`compute_cams`."""
     layer = target_layer(model, model_name, layer_path)
+    reshape = reshape_transform(model, model_name, layer_path) or (lambda output: output)
     shapes: list[tuple[int, ...]] = []
 
-    def keep(module: nn.Module, args: object, output: torch.Tensor) -> None:
-        shapes.append(tuple(output.shape))
+    def keep(module: nn.Module, args: object, output: object) -> None:
+        # a tuple (ViT's self_attention) is no map: () is refused below with the layer named
+        shapes.append(tuple(reshape(output).shape) if isinstance(output, torch.Tensor) else ())
 
     model.eval()
     handle = layer.register_forward_hook(keep)
@@ -346,6 +388,6 @@ def cam_grid(
     if not shapes or len(shapes[0]) != 4:
         raise ValueError(
             f"the target layer {layer_path or 'default'} of {model_name} gives no (N, C, H, W) "
-            f"map: {shapes[0] if shapes else 'no output'}"
+            f"map: {(shapes[0] or 'not a tensor') if shapes else 'no output'}"
         )
     return int(shapes[0][-2]), int(shapes[0][-1])

@@ -19,7 +19,11 @@ import torch
 import torchvision
 from torch import nn
 
-__all__ = ["build_model", "classifier_names", "imagenet_weights_path"]
+__all__ = ["build_model", "classifier_names", "image_size_problem", "imagenet_weights_path"]
+
+#: families whose input size is fixed when they are built: a ViT's position embeddings hold one
+#: token per patch of an ``image_size`` image (torchvision builds them for 224 px by default)
+SIZED_AT_BUILD = ("vit_",)
 
 
 # --------------------------------------------------------------------------- building
@@ -36,6 +40,32 @@ def _check_name(name: str) -> None:
         raise ValueError(
             f"unknown model {name!r}; available torchvision classifiers: {', '.join(names)}"
         )
+
+
+def image_size_problem(name: str, image_size: int) -> str | None:
+    """Why model ``name`` cannot take ``image_size`` px images, or None: a ViT's side must be
+    a multiple of its patch size (the number in its name: vit_b_16 takes 64, 80, ... px)."""
+    if not name.startswith(SIZED_AT_BUILD):
+        return None
+    with torch.device("meta"):
+        patch = torchvision.models.get_model(name, weights=None).patch_size
+    if image_size % patch == 0:
+        return None
+    return (
+        f"{name} cuts images into {patch}x{patch} patches, so image_size must be a multiple of "
+        f"{patch}; got {image_size} (nearest: {max(patch, image_size // patch * patch)} or "
+        f"{(image_size // patch + 1) * patch})"
+    )
+
+
+def _size_arguments(name: str, image_size: int | None) -> dict[str, int]:
+    """torchvision builder arguments that fit ``name`` to ``image_size`` px inputs."""
+    if image_size is None or not name.startswith(SIZED_AT_BUILD):
+        return {}  # the CNNs and Swin take any size
+    problem = image_size_problem(name, image_size)
+    if problem:
+        raise ValueError(problem)
+    return {"image_size": int(image_size)}
 
 
 def imagenet_weights_path(name: str) -> Path:
@@ -71,9 +101,15 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def _pretrained_torchvision(name: str, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+def _pretrained_torchvision(
+    name: str, state_dict: dict[str, torch.Tensor], image_size: int | None = None
+) -> nn.Module:
     """Build ``name`` exactly as torchvision builds it with its DEFAULT weights, but take the
     weights from ``state_dict`` (already read safely from disk) instead of the network.
+
+    A ViT for another ``image_size`` than its weights' gets their position embeddings
+    interpolated to its patch grid (torchvision's ``interpolate_embeddings``, as its reference
+    fine-tuning does), the rest of the weights as they are.
 
     Going through torchvision's own builder keeps every model-specific detail of pretrained
     construction (1000 classes, DenseNet's legacy key renaming, Inception's transform_input and
@@ -81,6 +117,15 @@ def _pretrained_torchvision(name: str, state_dict: dict[str, torch.Tensor]) -> n
     of the call so that nothing is downloaded and nothing is unpickled with weights_only=False.
     """
     enum = torchvision.models.get_model_weights(name).DEFAULT
+    sized = _size_arguments(name, image_size)
+    if sized and sized["image_size"] != enum.meta["min_size"][0]:
+        from torchvision.models.vision_transformer import interpolate_embeddings
+
+        model = torchvision.models.get_model(name, weights=None, num_classes=1000, **sized)
+        model.load_state_dict(
+            interpolate_embeddings(sized["image_size"], model.patch_size, dict(state_dict))
+        )
+        return model
 
     def _local(self: Any, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         return dict(state_dict)  # a fresh copy: DenseNet's loader renames keys in place
@@ -121,8 +166,11 @@ def _reset_linear_head(model: nn.Module) -> None:
         linears[-1].reset_parameters()
 
 
-def build_model(name: str, num_classes: int, weights: str = "none") -> nn.Module:
-    """Any torchvision classifier by name, with a ``num_classes`` head.
+def build_model(
+    name: str, num_classes: int, weights: str = "none", image_size: int | None = None
+) -> nn.Module:
+    """Any torchvision classifier by name, with a ``num_classes`` head, for ``image_size`` px
+    images (only a ViT needs it: None builds it for 224 px; the others take any size).
 
     weights:
       * ``"none"``: random init (the caller seeds torch);
@@ -138,8 +186,9 @@ def build_model(name: str, num_classes: int, weights: str = "none") -> nn.Module
     if not isinstance(num_classes, int | np.integer) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     num_classes = int(num_classes)
+    sized = _size_arguments(name, image_size)
     if weights in (None, "none"):
-        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **sized)
         _reset_linear_head(model)
         return _prepare(model, name)
     if weights == "imagenet":
@@ -151,7 +200,7 @@ def build_model(name: str, num_classes: int, weights: str = "none") -> nn.Module
                 "at that path, or set TORCH_HOME to a directory whose hub/checkpoints/ holds it."
             )
         return _finish_pretrained(
-            _pretrained_torchvision(name, _read_state_dict(path)), name, num_classes
+            _pretrained_torchvision(name, _read_state_dict(path), image_size), name, num_classes
         )
     path = Path(weights)
     if not path.is_file():
@@ -161,9 +210,9 @@ def build_model(name: str, num_classes: int, weights: str = "none") -> nn.Module
         )
     state = _read_state_dict(path)
     try:
-        model = _pretrained_torchvision(name, state)
+        model = _pretrained_torchvision(name, state, image_size)
     except RuntimeError as err_1000:
-        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **sized)
         try:
             model.load_state_dict(state)
         except RuntimeError as err_n:

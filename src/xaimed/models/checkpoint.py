@@ -105,6 +105,9 @@ def load_checkpoint(
     if expected is not None and state_sha256(dict(obj["state_dict"])) != expected:
         raise quarantine(path, "the checksum of its weights does not match")
     with torch.random.fork_rng(devices=[]):  # random init is overwritten; keep caller's RNG
-        model = build_model(meta["model"], int(meta["num_classes"]), "none")
+        size = meta.get("image_size")  # a ViT is built for the size it was trained at
+        model = build_model(
+            meta["model"], int(meta["num_classes"]), "none", int(size) if size else None
+        )
     model.load_state_dict(obj["state_dict"])
     return to_device(model.eval(), device), meta

@@ -2,14 +2,16 @@
 it.
 
 Everything architecture specific that the CAM code needs lives in ONE registry,
-:data:`CAM_FAMILIES`: model-name prefix -> (target layer, tail after that layer). Add a new
-architecture family there, nowhere else. A run may explain another layer of a model (config
+:data:`CAM_FAMILIES`: model-name prefix -> (target layer, tail after that layer, and for the
+transformers the reshape of a layer's output into the (N, C, h, w) maps CAMs are made of). Add
+a new architecture family there, nowhere else. A run may explain another layer of a model (config
 ``explain.target_layers``): :func:`target_layer` and :func:`model_tail` take that layer's dotted
 module path, and the registry's default applies when it is None.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,7 @@ __all__ = [
     "finer_cam_layers",
     "model_tail",
     "module_names",
+    "reshape_transform",
     "target_layer",
 ]
 
@@ -102,6 +105,87 @@ def _resnet_tail_after(
     return None
 
 
+def _vit_tokens_to_map(tokens: torch.Tensor) -> torch.Tensor:
+    """(N, 1 + h*w, C) ViT tokens -> (N, C, h, w): the class token dropped (it has no place in
+    the image), the patch tokens laid out row by row as ``VisionTransformer._process_input``
+    flattened them."""
+    patches = tokens[:, 1:, :]
+    side = math.isqrt(patches.shape[1])
+    if side * side != patches.shape[1]:
+        raise ValueError(f"{patches.shape[1]} patch tokens do not form a square grid")
+    return patches.reshape(patches.shape[0], side, side, patches.shape[2]).permute(0, 3, 1, 2)
+
+
+def _channels_last_to_map(x: torch.Tensor) -> torch.Tensor:
+    """(N, h, w, C), torchvision's Swin layout -> (N, C, h, w)."""
+    return x.permute(0, 3, 1, 2)
+
+
+def _vit_reshape(path: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    # everything in the encoder is (N, tokens, C); conv_proj (the patch embedding) is NCHW
+    return _vit_tokens_to_map if path == "encoder" or path.startswith("encoder.") else None
+
+
+def _swin_reshape(path: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    # channels-last from the patch embedding's Permute (features.0.1) to norm; its conv
+    # (features.0.0) and permute, avgpool after norm are NCHW
+    nchw = path.startswith("features.0.0") or path in ("permute", "avgpool")
+    channels_last = path.startswith("features") or path == "norm"
+    return _channels_last_to_map if channels_last and not nchw else None
+
+
+def _vit_head(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.heads(model.encoder.ln(x)[:, 0])  # the class token, as VisionTransformer.forward
+
+
+def _vit_tail_after(
+    model: nn.Module, layer: nn.Module
+) -> Callable[[nn.Module, torch.Tensor], torch.Tensor] | None:
+    """After a whole encoder block: the later blocks, the final LayerNorm, the class token's
+    head. None inside a block (its residual needs the block's input, not only the layer's)."""
+    blocks = list(model.encoder.layers)
+    if not any(layer is block for block in blocks):
+        return None
+    rest = blocks[[id(block) for block in blocks].index(id(layer)) + 1 :]
+
+    def tail(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        for block in rest:
+            x = block(x)
+        return _vit_head(model, x)
+
+    return tail
+
+
+def _swin_tail(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.head(model.flatten(model.avgpool(model.permute(x))))  # SwinTransformer.forward
+
+
+def _swin_tail_after(
+    model: nn.Module, layer: nn.Module
+) -> Callable[[nn.Module, torch.Tensor], torch.Tensor] | None:
+    """After a stage or patch merging (``features.k``) or a block of a stage
+    (``features.k.j``): the rest of the stage, the later ``features``, ``norm``, then the
+    head. None elsewhere (inside a block, the patch embedding's parts)."""
+    stages = list(model.features)
+    for k, stage in enumerate(stages):
+        later = stages[k + 1 :]
+        blocks = list(stage) if isinstance(stage, nn.Sequential) and k > 0 else []
+        if layer is stage:
+            rest = later
+        elif any(layer is block for block in blocks):
+            rest = blocks[[id(b) for b in blocks].index(id(layer)) + 1 :] + later
+        else:
+            continue
+
+        def tail(model: nn.Module, x: torch.Tensor, rest: list = rest) -> torch.Tensor:
+            for module in rest:
+                x = module(x)
+            return _swin_tail(model, model.norm(x))
+
+        return tail
+    return None
+
+
 @dataclass(frozen=True)
 class CamFamily:
     """How CAMs are taken for one architecture family.
@@ -112,6 +196,10 @@ class CamFamily:
     why:    the reason for the choice (documentation).
     tail_after: (model, another layer chosen by a run) -> its tail, like ``tail``, or None
             where none is known; None: no fast path for any other layer.
+    reshape: dotted path of a layer -> pytorch-grad-cam's ``reshape_transform`` turning that
+            layer's output into (N, C, h, w), or None where it already is; None: every layer's
+            output is (N, C, H, W). Every reshape here reads a channels-last output (tokens or
+            (N, h, w, C)), whose channels pytorch-grad-cam's AblationLayerVit ablates.
     """
 
     target: Callable[[nn.Module], nn.Module]
@@ -121,6 +209,7 @@ class CamFamily:
         Callable[[nn.Module, nn.Module], Callable[[nn.Module, torch.Tensor], torch.Tensor] | None]
         | None
     ) = None
+    reshape: Callable[[str], Callable[[torch.Tensor], torch.Tensor] | None] | None = None
 
 
 _RESNET = CamFamily(
@@ -170,6 +259,27 @@ CAM_FAMILIES: dict[str, CamFamily] = {
         lambda m: m.trunk_output[-1],
         _pool_flatten("fc"),
         "trunk_output[-1]: the last stage (post-ReLU) before global pooling",
+    ),
+    # AblationCAM: the library's, with AblationLayerVit (ln_1 sits inside the last block's
+    # residual, so what follows it needs the block's input too: no tail from ln_1 alone).
+    "vit_": CamFamily(
+        lambda m: m.encoder.layers[-1].ln_1,
+        None,
+        "encoder.layers[-1].ln_1: the tokens entering the last block's attention (after it only "
+        "the class token reaches the head: the patch tokens of the last block's output have "
+        "zero gradients); the class token is dropped and the patch tokens reshaped to "
+        "(N, C, image_size/16, image_size/16)",
+        _vit_tail_after,
+        _vit_reshape,
+    ),
+    # AblationCAM: the fast tail (permute, pooling, head after norm) is exact.
+    "swin": CamFamily(
+        lambda m: m.norm,
+        _swin_tail,
+        "norm: the last stage's LayerNorm output before global pooling, channels-last "
+        "(N, h, w, C) in torchvision, permuted to (N, C, h, w); h = image_size/32",
+        _swin_tail_after,
+        _swin_reshape,
     ),
 }
 
@@ -230,15 +340,35 @@ def target_layer(model: nn.Module, name: str, path: str | None = None) -> nn.Mod
         ) from exc
 
 
+def reshape_transform(
+    model: nn.Module, name: str, path: str | None = None
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """pytorch-grad-cam's ``reshape_transform`` for the CAM target layer of ``model`` (``path``
+    as in :func:`target_layer`): its output -> (N, C, h, w) maps, for the transformers of
+    :data:`CAM_FAMILIES`; None where that output already is (N, C, H, W) (every CNN)."""
+    if not any(name.startswith(prefix) for prefix in CAM_FAMILIES):
+        return None  # an architecture without a registry entry: its layer is taken as it is
+    family = cam_family(name)
+    if family.reshape is None:
+        return None
+    if path is None:
+        layer = target_layer(model, name)
+        path = next(p for p, module in model.named_modules() if module is layer)
+    return family.reshape(path)
+
+
 def cam_map_sizes(name: str, image_size: int) -> dict:
     """The spatial size of every module's output of model ``name`` at ``image_size`` px, from
     one forward on the meta device (no memory, no weights, milliseconds), as JSON-able data:
-    ``sizes`` {dotted path: [h, w]} for modules with (N, C, H, W) outputs, ``order`` (every
-    module in registration order), ``containers`` (modules with children: stages and blocks)
-    and ``default`` (the path of the :data:`CAM_FAMILIES` layer; None where unregistered)."""
+    ``sizes`` {dotted path: [h, w]} for modules with (N, C, H, W) outputs (a transformer's
+    tokens or channels-last outputs after its family's reshape), ``order`` (every module in
+    registration order), ``containers`` (modules with children: stages and blocks) and
+    ``default`` (the path of the :data:`CAM_FAMILIES` layer; None where unregistered)."""
     sizes: dict[str, list[int]] = {}
+    registered = any(name.startswith(prefix) for prefix in CAM_FAMILIES)
+    reshape = cam_family(name).reshape if registered else None
     with torch.device("meta"):
-        model = build_model(name, 2).eval()
+        model = build_model(name, 2, image_size=image_size).eval()
         try:
             default = target_layer(model, name)
         except NotImplementedError:
@@ -246,8 +376,17 @@ def cam_map_sizes(name: str, image_size: int) -> dict:
         paths = {module: path for path, module in model.named_modules() if path}
 
         def record(module: nn.Module, _: Any, output: Any) -> None:
-            if isinstance(output, torch.Tensor) and output.ndim == 4 and module in paths:
-                sizes[paths[module]] = [int(output.shape[-2]), int(output.shape[-1])]
+            path = paths.get(module)
+            if path is None or not isinstance(output, torch.Tensor):
+                return
+            to_map = reshape(path) if reshape is not None else None
+            if to_map is not None:
+                try:
+                    output = to_map(output)
+                except (IndexError, RuntimeError, ValueError):
+                    return  # not a map of this layout (a tuple's part, a pooled vector)
+            if output.ndim == 4:
+                sizes[path] = [int(output.shape[-2]), int(output.shape[-1])]
 
         hook = nn.modules.module.register_module_forward_hook(record)
         try:
@@ -268,20 +407,36 @@ def cam_map_sizes(name: str, image_size: int) -> dict:
 def finer_cam_layers(maps: dict, path: str, minimum: int = 4, count: int = 3) -> list[str]:
     """Up to ``count`` layers before ``path`` (in :func:`cam_map_sizes` ``maps``) whose maps
     are at least ``minimum`` on each side, nearest the output first: siblings of ``path``
-    first, else of its parent, and so on; stages and blocks before single operations."""
+    first, else of its parent, and so on; stages and blocks before single operations. Where
+    no level has one (Swin's ``norm``, whose only sibling before it is all of ``features``),
+    the parts of the coarse top-level containers before ``path`` are searched, level by
+    level."""
     sizes, order = maps["sizes"], maps["order"]
     if path not in order:
         return []
     before = order[: order.index(path)]
+
+    def parent(p: str) -> str:
+        return p.rsplit(".", 1)[0] if "." in p else ""
+
+    def nearest_fine(candidates: list[str]) -> list[str]:
+        fine = [p for p in candidates if p in sizes and min(sizes[p]) >= minimum]
+        blocks = [p for p in fine if p in maps["containers"]] or fine
+        return blocks[::-1][:count]
+
     parts = path.split(".")
     while parts:
         parts.pop()
-        prefix = ".".join(parts)
-        siblings = [p for p in before if (p.rsplit(".", 1)[0] if "." in p else "") == prefix]
-        fine = [p for p in siblings if p in sizes and min(sizes[p]) >= minimum]
-        blocks = [p for p in fine if p in maps["containers"]] or fine
-        if blocks:
-            return blocks[::-1][:count]
+        found = nearest_fine([p for p in before if parent(p) == ".".join(parts)])
+        if found:
+            return found
+    candidates = [p for p in before if "." not in p]
+    while candidates:
+        coarse = {p for p in candidates if p in maps["containers"]}
+        candidates = [p for p in before if parent(p) in coarse]
+        found = nearest_fine(candidates)
+        if found:
+            return found
     return []
 
 

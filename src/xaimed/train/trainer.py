@@ -142,7 +142,7 @@ class Trainer:
         self.settings = settings
         self.device = select_device(settings.device)
         self.cuda = self.device.type == "cuda"
-        model = build.build_model(settings.model, num_classes, settings.weights)
+        model = build.build_model(settings.model, num_classes, settings.weights, image_size)
         self.model = inputs.to_device(model, self.device)
         # bfloat16 autocast where it is faster: CUDA, and CPUs with native bfloat16 for the
         # models whose kernels gain from it (the demo's VGG16, ResNet50 and DenseNet121 jobs

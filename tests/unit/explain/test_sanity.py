@@ -120,6 +120,26 @@ def test_randomised_cascade_reinitialises_exactly_the_top_blocks():
         next(randomised_cascade(model, [0]))
 
 
+@pytest.mark.parametrize("name", ["vit_b_16", "swin_t"])
+def test_randomising_every_block_of_a_transformer_leaves_no_trained_weight(name):
+    """Attention in-projections (nn.MultiheadAttention has no reset_parameters), position
+    embeddings and relative position biases (parameters of modules without one) included."""
+    torch.manual_seed(0)
+    model = build_model(name, 2, image_size=64).eval()
+    with torch.no_grad():  # "trained": away from every initial value (LayerNorm's 1 and 0 too)
+        for value in model.parameters():
+            value.add_(torch.rand_like(value))
+    trained = {k: v.clone() for k, v in model.named_parameters()}
+    (_, _, randomised), *_ = randomised_cascade(model, ["all"], seed=5)
+    blocks = [prefix for prefix, _ in cascade_blocks(model)]
+    kept = [
+        k
+        for k, v in randomised.named_parameters()
+        if any(k.startswith(f"{b}.") for b in blocks) and torch.equal(v, trained[k])
+    ]
+    assert kept == []
+
+
 def test_sanity_check_on_a_real_network():
     """EigenCAM ignores gradients, so re-initialising only the classifier cannot change its
     maps (similarity exactly 1: it fails at that stage) while Grad-CAM's change; randomising

@@ -210,6 +210,7 @@ def test_unregistered_family_says_where_to_add_it():
         ("mobilenet_v3_small", 64),
         ("convnext_tiny", 64),
         ("regnet_x_400mf", 64),
+        ("swin_t", 64),
     ],
 )
 def test_registered_tails_reproduce_the_forward(name, size):

@@ -98,7 +98,10 @@ def cascade_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _reinitialise(block: nn.Module, seed: int) -> None:
     """Every submodule back to its own initialisation (BatchNorm: unit scale, zero shift,
-    running statistics reset), drawn from torch's generator seeded with ``seed``."""
+    running statistics reset), drawn from torch's generator seeded with ``seed``. Parameters
+    that no reset method covers (a ViT's position embeddings, Swin's relative position bias,
+    ConvNeXt's layer scale) are drawn as torchvision draws the transformers' (normal, sd 0.02,
+    truncated at +-2): no trained value survives."""
     device = next(block.parameters()).device
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -106,6 +109,11 @@ def _reinitialise(block: nn.Module, seed: int) -> None:
         for module in block.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+            elif isinstance(module, nn.MultiheadAttention):  # ViT's attention
+                module._reset_parameters()
+            else:
+                for parameter in module.parameters(recurse=False):
+                    nn.init.trunc_normal_(parameter, std=0.02)
             if hasattr(module, "reset_running_stats"):
                 module.reset_running_stats()
 
