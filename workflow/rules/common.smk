@@ -75,7 +75,10 @@ for _model in EXPLAIN_MODELS:
             _model, "the default of xaimed.models.layers.CAM_FAMILIES"
         )
     )
-FOLDS = list(range(config["folds"]))
+# Fold ids of every repeat: fold f is fold f % k of repeat f // k (xaimed.data.folds).
+FOLDS = list(range(config["folds"] * config["repeats"]))
+# Only repeated runs name their repeats in params: a run without keeps its params (no rerun).
+REPEATS = {"repeats": config["repeats"]} if config["repeats"] > 1 else {}
 SHIFT = config["shift"]
 SHIFT_MODELS = trained("shift")
 
@@ -170,6 +173,7 @@ def folds_params(wildcards):
         "seed": config["seed"],
         "cv": entry["cv"],
         "group_duplicates": entry["duplicates"] == "group",
+        **REPEATS,
     }
     if params["cv"] == "leave_site_out":
         params["site_column"] = entry["site_column"]
@@ -450,6 +454,12 @@ def localisation_figure_input(wildcards):
 # --- Statistics: what the design can show (stats.smk) ---------------------------------------------
 
 
+def fold_metrics_params():
+    """The folds per repeat, from which each fold's repeat follows (fold // folds); only in
+    repeated runs, so a run without repeats keeps its params (no rerun)."""
+    return {"folds": config["folds"]} if REPEATS else {}
+
+
 def power_input():
     """The design of every dataset: its folds, and its manifest for the classes."""
     return {
@@ -463,6 +473,7 @@ def power_params():
     return {
         "datasets": DATASETS,
         "folds": config["folds"],
+        **REPEATS,
         "models": MODELS,
         "methods": METHODS if EXPLAIN_MODELS else [],
         "max_images": config["explain"]["max_images"],
