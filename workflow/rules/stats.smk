@@ -13,6 +13,8 @@ rule fold_metrics:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        **fold_metrics_params(),
     script:
         "../scripts/fold_metrics.py"
 
