@@ -79,6 +79,9 @@ for _model in EXPLAIN_MODELS:
 FOLDS = list(range(config["folds"] * config["repeats"]))
 # Only repeated runs name their repeats in params: a run without keeps its params (no rerun).
 REPEATS = {"repeats": config["repeats"]} if config["repeats"] > 1 else {}
+# The folds per repeat, from which a fold's repeat follows (fold // folds): for the jobs that
+# name each fold's repeat (fold_metrics, generalise).
+FOLDS_PER_REPEAT = {"folds": config["folds"]} if REPEATS else {}
 SHIFT = config["shift"]
 SHIFT_MODELS = trained("shift")
 
@@ -349,6 +352,7 @@ def generalise_params(wildcards):
         "seed": config["seed"],
         "device": config["device"],
         **(cam_layer(wildcards.model) if wildcards.model in EXPLAIN_MODELS else {}),
+        **FOLDS_PER_REPEAT,
     }
 
 
@@ -452,12 +456,6 @@ def localisation_figure_input(wildcards):
 
 
 # --- Statistics: what the design can show (stats.smk) ---------------------------------------------
-
-
-def fold_metrics_params():
-    """The folds per repeat, from which each fold's repeat follows (fold // folds); only in
-    repeated runs, so a run without repeats keeps its params (no rerun)."""
-    return {"folds": config["folds"]} if REPEATS else {}
 
 
 def power_input():

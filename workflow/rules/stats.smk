@@ -14,7 +14,7 @@ rule fold_metrics:
         mem_mb=1000,
         runtime=10,
     params:
-        **fold_metrics_params(),
+        **FOLDS_PER_REPEAT,
     script:
         "../scripts/fold_metrics.py"
 

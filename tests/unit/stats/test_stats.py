@@ -617,3 +617,23 @@ def test_fold_metrics_name_each_fold_s_repeat():
     preds["fold"] = preds["fold"].replace({1: 5})  # fold 5 of 2 per repeat: repeat 2
     fm = fold_metrics(preds, n_folds=2).set_index(["dataset", "fold"])
     assert fm["repeat"].to_dict() == {("bin", 0): 0, ("bin", 5): 2, ("tri", 0): 0}
+
+
+def test_shift_comparisons_take_the_repeats_as_the_model_comparisons_do():
+    # two repeats of the five folds above: fold ids 0..9, fold f in repeat f // 5
+    once = _shift_metrics()
+    twice = pd.concat([once, once.assign(fold=once["fold"] + 5)], ignore_index=True)
+    twice["repeat"] = twice["fold"] // 5
+    tests = compare_shifts(twice).iloc[0]
+    # n_test/n_train within a repeat (10 of 50), not over both repeats' 100 images
+    assert tests["test_train_ratio"] == pytest.approx(10 / 40)
+    assert tests["repeats"] == 2 and tests["n"] == 10
+    first = compare_shifts(once).iloc[0]
+    assert (tests["t_nb"], tests["p_nb"]) == pytest.approx((first["t_nb"], first["p_nb"]))
+    # the ten differences are the five twice: the same mean, and a variance (ddof 1) of
+    # 2 SS / 9 = 8/9 of the five's SS / 4; the corrected repeated test over them by hand
+    mean = first["mean_diff"]
+    var5 = (mean / first["t_nb"]) ** 2 / (1 / 5 + 1 / 4)  # t_nb = mean / sqrt((1/5 + 1/4) var5)
+    t_rcv = mean / math.sqrt((1 / 10 + 1 / 4) * var5 * 8 / 9)
+    assert tests["t_rcv"] == pytest.approx(t_rcv)
+    assert tests["p_rcv"] == pytest.approx(2 * sps.t.sf(abs(t_rcv), 9))
