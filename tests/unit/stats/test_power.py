@@ -197,3 +197,10 @@ def test_design_from_a_repeated_folds_table():
     assert d.test_train_ratio == pytest.approx((10 / 20 + 20 / 10 + 15 / 15 + 15 / 15) / 4)
     # each image is explained once per repeat and counted once
     assert d.n_images == 30 // 2
+
+
+@pytest.mark.parametrize(("repeats", "needed"), [(1, 1.86), (2, 1.34), (5, 1.11), (10, 1.04)])
+def test_repeats_of_five_folds_lower_the_effect_needed_as_methods_md_says(repeats, needed):
+    # n_test/n_train 1/4 stays whatever the repeats: the gain flattens out
+    table = power_table([Design("d", 5, 0.25, 2, n_repeats=repeats)])
+    assert row(table, "repeated_cv")["effect_needed"] == pytest.approx(needed, abs=0.005)
