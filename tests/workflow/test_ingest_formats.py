@@ -480,10 +480,13 @@ def test_paper_config_needs_only_the_dataset_paths(tmp_path):
         (tmp_path / "data" / name).mkdir(parents=True)
     (tmp_path / "paper.yaml").write_text(yaml.safe_dump(paper))
     counts = job_counts(snakemake(tmp_path, "--dry-run", config="paper.yaml"))
-    n_data, n_folds = len(paper["datasets"]), paper["folds"]
+    # every fold once per repeat (5 x 2): the count README's power paragraph gives
+    n_data, n_folds = len(paper["datasets"]), paper["folds"] * paper["repeats"]
     assert "phantom" not in counts
     assert counts["ingest"] == n_data
     assert counts["train"] == n_data * len(paper["models"]) * n_folds
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"its dry run plans {counts['train']} train jobs: {n_data} datasets × " in readme
     # one cams and one scores job per explained model and fold, every method in each
     per_fold = n_data * n_folds * len(paper["explain"]["models"])
     assert counts["cams"] == counts["scores"] == per_fold

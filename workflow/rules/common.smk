@@ -75,7 +75,13 @@ for _model in EXPLAIN_MODELS:
             _model, "the default of xaimed.models.layers.CAM_FAMILIES"
         )
     )
-FOLDS = list(range(config["folds"]))
+# Fold ids of every repeat: fold f is fold f % k of repeat f // k (xaimed.data.folds).
+FOLDS = list(range(config["folds"] * config["repeats"]))
+# Only repeated runs name their repeats in params: a run without keeps its params (no rerun).
+REPEATS = {"repeats": config["repeats"]} if config["repeats"] > 1 else {}
+# The folds per repeat, from which a fold's repeat follows (fold // folds): for the jobs that
+# name each fold's repeat (fold_metrics, generalise).
+FOLDS_PER_REPEAT = {"folds": config["folds"]} if REPEATS else {}
 SHIFT = config["shift"]
 SHIFT_MODELS = trained("shift")
 
@@ -170,6 +176,7 @@ def folds_params(wildcards):
         "seed": config["seed"],
         "cv": entry["cv"],
         "group_duplicates": entry["duplicates"] == "group",
+        **REPEATS,
     }
     if params["cv"] == "leave_site_out":
         params["site_column"] = entry["site_column"]
@@ -345,6 +352,7 @@ def generalise_params(wildcards):
         "seed": config["seed"],
         "device": config["device"],
         **(cam_layer(wildcards.model) if wildcards.model in EXPLAIN_MODELS else {}),
+        **FOLDS_PER_REPEAT,
     }
 
 
@@ -463,6 +471,7 @@ def power_params():
     return {
         "datasets": DATASETS,
         "folds": config["folds"],
+        **REPEATS,
         "models": MODELS,
         "methods": METHODS if EXPLAIN_MODELS else [],
         "max_images": config["explain"]["max_images"],

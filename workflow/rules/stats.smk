@@ -13,6 +13,8 @@ rule fold_metrics:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        **FOLDS_PER_REPEAT,
     script:
         "../scripts/fold_metrics.py"
 

@@ -7,5 +7,7 @@ from xaimed.stats.compare import fold_metrics
 
 setup_logging(snakemake.log[0])
 write_parquet(
-    fold_metrics(read_parquets(snakemake.input.predictions)), snakemake.output.fold_metrics
+    # folds per repeat: only repeated runs have them (None: one repeat)
+    fold_metrics(read_parquets(snakemake.input.predictions), snakemake.params.get("folds")),
+    snakemake.output.fold_metrics,
 )

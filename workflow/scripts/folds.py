@@ -16,5 +16,6 @@ folds = assign_folds(
     cv=params["cv"],
     # only leave_site_out reads a site column (and only then is it in the params)
     site_column=params.get("site_column"),
+    repeats=params.get("repeats", 1),  # in the params only when repeated
 )
 write_parquet(folds, snakemake.output.folds)

@@ -17,5 +17,6 @@ table = study_power(
     n_metrics=len(snakemake.params.metrics),
     alpha=snakemake.params.alpha,
     adjust=snakemake.params.adjust,
+    n_repeats=snakemake.params.get("repeats", 1),  # only repeated runs name their repeats
 )
 write_table(table, snakemake.output.table, snakemake.output.html)

@@ -11,6 +11,13 @@ lesion (`group`) and by duplicate cluster, so no patient and no copy of an image
 sides. `cv: predefined` keeps the dataset's own split: every "fold" trains on the training
 split (train and val folders) and tests on the test split; the folds are repeats that differ
 only in their seed (`seed + fold`: initialisation, validation part, augmentation, batch order).
+
+`repeats: r` (repeated k-fold cross-validation) makes r * k folds, numbered 0..r*k-1: fold f is
+fold f % k of repeat f // k. Repeat 0 is the table's `fold` column (the same as without
+repeats); repeat i > 0 is column `fold_repeat<i>`, assigned as repeat 0 with the random state
+`seed + 1000 i` under `cv: kfold`. Under `leave_site_out` the sites fix the assignment, so every
+repeat's column equals `fold`; under `predefined` the split fixes it. Training seeds: k-fold and
+leave-site-out folds of repeat i train with `seed + 1000 i`, predefined folds with `seed + f`.
 """
 
 from __future__ import annotations
@@ -29,6 +36,13 @@ log = logging.getLogger("xaimed.data.folds")
 
 FOLD_COLUMNS = ["image_id", "fold", "test", "excluded"]
 CV_SCHEMES = ("kfold", "predefined", "leave_site_out")
+# Seeds of repeat i: seed + REPEAT_SEED_STEP * i, far from the seeds of other repeats' folds.
+REPEAT_SEED_STEP = 1000
+
+
+def repeat_column(repeat: int) -> str:
+    """The folds table's column of one repeat's fold assignment."""
+    return "fold" if repeat == 0 else f"fold_repeat{repeat}"
 
 
 def leakage_groups(manifest: pd.DataFrame, duplicates: pd.DataFrame | None) -> np.ndarray | None:
@@ -63,11 +77,50 @@ def assign_folds(
     duplicates: pd.DataFrame | None = None,
     cv: str = "kfold",
     site_column: str = "site",
+    repeats: int = 1,
 ) -> pd.DataFrame:
     """The fold table of `manifest` (see the module docstring); `duplicates` is ingest's
     duplicate-pair table (None or empty: images are only grouped by `group`). With
     `cv="leave_site_out"` the folds are whole sites (the manifest column `site_column`): each
-    fold is tested by a model that never saw its site(s)."""
+    fold is tested by a model that never saw its site(s). `repeats` > 1 adds a column
+    `fold_repeat<i>` per further repeat (k-fold: reshuffled with `seed + 1000 i`)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be 1 or more, got {repeats}")
+    table = _assign_once(manifest, n_folds, seed, duplicates, cv, site_column)
+    if repeats > 1 and cv == "predefined":
+        log.info(
+            "cv predefined: the dataset's own split fixes the held-out images; the %d repeats "
+            "of its %d folds differ only in their seed",
+            repeats,
+            n_folds,
+        )
+        return table
+    if repeats > 1 and cv == "leave_site_out":
+        log.info(
+            "cv leave_site_out: the sites fix the fold assignment; its %d repeats differ only "
+            "in their seed",
+            repeats,
+        )
+    for repeat in range(1, repeats):
+        if cv == "kfold":
+            step = REPEAT_SEED_STEP * repeat
+            log.info("repeat %d: folds reshuffled with random state %d", repeat, seed + step)
+            again = _assign_once(manifest, n_folds, seed + step, duplicates, cv, site_column)
+            table[repeat_column(repeat)] = again["fold"]
+        else:
+            table[repeat_column(repeat)] = table["fold"]
+    return table
+
+
+def _assign_once(
+    manifest: pd.DataFrame,
+    n_folds: int,
+    seed: int,
+    duplicates: pd.DataFrame | None,
+    cv: str,
+    site_column: str,
+) -> pd.DataFrame:
+    """One fold assignment (one repeat): the table with its `fold` column."""
     if cv == "predefined":
         return _predefined(manifest, duplicates)
     if cv == "leave_site_out":
@@ -168,9 +221,35 @@ def _table(
     )
 
 
+def _is_predefined(folds: pd.DataFrame) -> bool:
+    return "test" in folds and bool(folds["test"].any())
+
+
+def fold_repeat(folds: pd.DataFrame, fold: int) -> tuple[int, int]:
+    """(repeat, fold within the repeat) of the global fold id `fold` of a k-fold or
+    leave-site-out table; k is read from the table (its folds are numbered 0..k-1). A table
+    without repeats numbers its folds as it is (`fold`, repeat 0), as before repeats."""
+    repeats = 1 + sum(c.startswith("fold_repeat") for c in folds.columns)
+    if repeats == 1:
+        return 0, fold
+    k = int(folds["fold"].max()) + 1
+    repeat, within = divmod(fold, k)
+    if repeat >= repeats:
+        raise ValueError(
+            f"fold {fold} is fold {within} of repeat {repeat} ({k} folds per repeat), but the "
+            f"folds table has {repeats} repeat(s): rerun its folds job with `repeats` set"
+        )
+    return repeat, within
+
+
 def fold_rows(folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training rows, held-out rows) of `fold`, as positions in the table."""
-    fold_column = folds["fold"].to_numpy()
+    """(training rows, held-out rows) of the global fold id `fold` (see the module docstring),
+    as positions in the table."""
+    if _is_predefined(folds):  # the split fixes what every fold holds out
+        fold_column = folds["fold"].to_numpy()
+    else:
+        repeat, fold = fold_repeat(folds, fold)
+        fold_column = folds[repeat_column(repeat)].to_numpy()
     test = folds["test"].to_numpy() if "test" in folds else np.zeros(len(folds), bool)
     excluded = folds["excluded"].to_numpy() if "excluded" in folds else np.zeros(len(folds), bool)
     held_out = (fold_column == fold) | test
@@ -178,10 +257,12 @@ def fold_rows(folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fold_seed(folds: pd.DataFrame, fold: int, seed: int) -> int:
-    """The training seed of `fold`: `seed` for k-fold; `seed + fold` for the repeats of a
-    predefined split (they hold out the same images, so only the seed tells them apart)."""
-    predefined = "test" in folds and bool(folds["test"].any())
-    return seed + fold if predefined else seed
+    """The training seed of the global fold id `fold`: `seed + 1000 * repeat` for k-fold and
+    leave-site-out (`seed` without repeats); `seed + fold` for the repeats of a predefined
+    split (they hold out the same images, so only the seed tells them apart)."""
+    if _is_predefined(folds):
+        return seed + fold
+    return seed + REPEAT_SEED_STEP * fold_repeat(folds, fold)[0]
 
 
 def _site_folds(manifest: pd.DataFrame, n_folds: int, site_column: str) -> pd.DataFrame:

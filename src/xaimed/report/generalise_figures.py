@@ -51,8 +51,9 @@ def compare_shifts(
 ) -> pd.DataFrame:
     """Paired tests (:func:`xaimed.stats.compare.paired_tests`) of every shift and severity against
     the in-domain images, per dataset, model, cv and metric, paired by fold; mean_diff =
-    shifted - in-domain. With the Nadeau-Bengio columns (folds of one cross-validation; the
-    ratio from the in-domain rows' n_images); p-values adjusted (`adjust`) within (dataset,
+    shifted - in-domain. With the Nadeau-Bengio columns (the first repeat's folds; the
+    ratio from the in-domain rows' n_images) and the corrected repeated k-fold ones (every
+    repeat's folds); p-values adjusted (`adjust`) within (dataset,
     model, cv, metric)."""
     keys = ["dataset", "model", "cv"]
     # Long: one row per dataset, model, cv, metric, shift, severity and fold; metrics as given.
@@ -69,6 +70,8 @@ def compare_shifts(
         alpha=alpha,
         reference=(IN_DOMAIN, 0),
         test_train_ratio=lambda g: fold_test_train_ratio(g[g["shift"] == IN_DOMAIN]),
+        # metrics from before repeats have no repeat column: one repeat
+        repeat="repeat" if "repeat" in metrics else None,
     )
     return tests if tests.empty else _in_shift_order(tests)
 

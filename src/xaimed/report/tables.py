@@ -232,7 +232,8 @@ def collect_parquets(paths: Iterable[str | PathLike], path: str | PathLike) -> N
 
 def data_table(manifest: pd.DataFrame, folds: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Images of one dataset per class: n_images, n_masks (images whose lesion mask marks
-    something) and the count in each cross-validation fold (fold_<k> columns); a predefined
+    something) and the count in each cross-validation fold (fold_<k> columns, every repeat's
+    folds by their ids: fold_k.. are repeat 1's); a predefined
     split's images, in no fold, are counted as `train`, `test` and `excluded` (a training
     image that shares a group with a test image)."""
     df = manifest.merge(folds, on="image_id", how="left", validate="one_to_one")
@@ -252,6 +253,12 @@ def data_table(manifest: pd.DataFrame, folds: pd.DataFrame, dataset: str) -> pd.
     per_fold = pd.crosstab(df["label"], df["fold"].map(_fold_column))
     per_fold = per_fold[sorted(per_fold.columns, key=_column_order)]
     table = table.merge(per_fold, left_on="label", right_index=True)
+    # repeated cross-validation: the later repeats' folds under their global ids (fold // k)
+    repeats = [c for c in folds.columns if c.startswith("fold_repeat")]
+    for column in repeats:
+        first_id = int(column.removeprefix("fold_repeat")) * (int(folds["fold"].max()) + 1)
+        later = pd.crosstab(df["label"], df[column] + first_id)
+        table = table.merge(later.add_prefix("fold_"), left_on="label", right_index=True)
     table = table.rename(columns={"label_name": "class"}).drop(columns="label")
     return table.assign(dataset=dataset)[["dataset", *table.columns]]
 

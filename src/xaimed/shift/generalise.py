@@ -43,6 +43,7 @@ METRIC_COLUMNS = [
     "dataset",
     "model",
     "fold",
+    "repeat",
     "cv",
     "held_out_sites",
     "shift",
@@ -76,8 +77,10 @@ BATCH = 64
 class ShiftSettings:
     """Everything that decides one generalise job: the config's `shift` section, the
     dataset's fold scheme (`cv`, `site_column`), the model's `training.val_fraction`, the
-    seed, the device and the model's CAM target layer (`layer_path`; None: the default of
-    :data:`xaimed.models.layers.CAM_FAMILIES`). Built from a generalise job's params."""
+    seed, the device, the model's CAM target layer (`layer_path`; None: the default of
+    :data:`xaimed.models.layers.CAM_FAMILIES`) and, in a repeated cross-validation, the folds
+    per repeat (`folds`: fold f is in repeat f // folds; None: no repeats). Built from a
+    generalise job's params."""
 
     corruptions: tuple[str, ...]
     severities: tuple[int, ...]
@@ -93,14 +96,16 @@ class ShiftSettings:
     seed: int
     device: str
     layer_path: str | None
+    folds: int | None = None
 
     @classmethod
     def from_config(cls, params: dict[str, Any]) -> ShiftSettings:
         """The settings of a generalise job's params (common.smk's generalise_params): every
-        key but `layer_path` (given only where a layer was chosen) is required."""
+        key but `layer_path` (given only where a layer was chosen) and `folds` (only in
+        repeated runs) is required."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)
-        missing = sorted(known - set(params) - {"layer_path"})
+        missing = sorted(known - set(params) - {"layer_path", "folds"})
         if unknown or missing:
             raise ValueError(
                 f"shift settings: unknown {unknown}, missing {missing}; known: {sorted(known)}"
@@ -405,6 +410,7 @@ def generalise(
         dataset=meta.get("dataset"),
         model=meta["model"],
         fold=int(fold),
+        repeat=0 if settings.folds is None else int(fold) // settings.folds,
         cv=settings.cv,
         held_out_sites=sites,
     )[METRIC_COLUMNS]

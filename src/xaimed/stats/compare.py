@@ -26,7 +26,9 @@ FOLD_METRICS = ["accuracy", "balanced_accuracy", "f1_macro", "auroc_macro"]
 TEST_COLUMNS = ["n", "mean_diff", "t", "p", "p_adjusted", "family"]
 # Added after the contract columns (the p_* ones also get a p_*_adjusted column).
 METHOD_EXTRA = ["ci_low", "ci_high", "cohens_dz", "wilcoxon_w", "p_wilcoxon"]
-MODEL_EXTRA = [*METHOD_EXTRA, "t_nb", "p_nb", "ci_low_nb", "ci_high_nb", "test_train_ratio"]
+MODEL_EXTRA = [*METHOD_EXTRA, "t_nb", "p_nb", "ci_low_nb", "ci_high_nb"]
+# The corrected repeated k-fold t-test over every repeat's folds (Bouckaert & Frank 2004).
+MODEL_EXTRA += ["t_rcv", "p_rcv", "ci_low_rcv", "ci_high_rcv", "repeats", "test_train_ratio"]
 
 
 def _auroc(group: pd.DataFrame) -> float:
@@ -49,8 +51,9 @@ def _auroc(group: pd.DataFrame) -> float:
     )
 
 
-def fold_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, model, fold): n_images, accuracy, balanced_accuracy, f1_macro,
+def fold_metrics(predictions: pd.DataFrame, n_folds: int | None = None) -> pd.DataFrame:
+    """One row per (dataset, model, fold): its repeat of the cross-validation (fold //
+    `n_folds`; None: no repeats, 0), n_images, accuracy, balanced_accuracy, f1_macro,
     auroc_macro. F1 is macro over the classes present in labels or predictions (sklearn's
     default); a class never predicted has precision 0 (zero_division=0), not NaN."""
     rows = []
@@ -62,6 +65,7 @@ def fold_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
             rows.append(
                 {
                     **dict(zip(FOLD_KEYS, key, strict=True)),
+                    "repeat": 0 if n_folds is None else int(key[-1]) // n_folds,
                     "n_images": len(g),
                     "accuracy": skm.accuracy_score(y, yhat),
                     "balanced_accuracy": skm.balanced_accuracy_score(y, yhat),
@@ -69,7 +73,7 @@ def fold_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
                     "auroc_macro": _auroc(g),
                 }
             )
-    return pd.DataFrame(rows, columns=[*FOLD_KEYS, "n_images", *FOLD_METRICS])
+    return pd.DataFrame(rows, columns=[*FOLD_KEYS, "repeat", "n_images", *FOLD_METRICS])
 
 
 def _stepwise(p, step) -> np.ndarray:
@@ -122,14 +126,17 @@ def adjust_p(p, method: str = "holm") -> np.ndarray:
 
 def fold_test_train_ratio(g: pd.DataFrame) -> float:
     """n_test / n_train of one dataset's folds (mean over folds): the test fold against all
-    other folds (the training folds, validation part included). Without n_images, equal
-    folds are assumed: 1 / (k - 1)."""
-    folds = g.drop_duplicates("fold")
-    k = len(folds)
+    other folds of its repeat (the training folds, validation part included). Without
+    n_images, equal folds are assumed: 1 / (k - 1)."""
+    folds = g.drop_duplicates([c for c in ("repeat", "fold") if c in g])
+    by_repeat = folds.groupby("repeat") if "repeat" in folds else [(0, folds)]
+    k = min(len(f) for _, f in by_repeat)
     if "n_images" not in g or k < 2:
         return 1 / (k - 1) if k > 1 else float("nan")
-    n_test = folds["n_images"].to_numpy(dtype=float)
-    return float(np.mean(n_test / (n_test.sum() - n_test)))
+    ratios = [
+        n / (n.sum() - n) for n in (f["n_images"].to_numpy(dtype=float) for _, f in by_repeat)
+    ]
+    return float(np.mean(np.concatenate(ratios)))
 
 
 def table_columns(block: Sequence[str], compared: Sequence[str], folds_paired: bool) -> list[str]:
@@ -161,6 +168,7 @@ def paired_tests(
     levels_within: Sequence[str] | None = None,
     once_per: str | None = None,
     test_train_ratio: Callable[[pd.DataFrame], float] | None = None,
+    repeat: str | None = None,
 ) -> pd.DataFrame:
     """The statistics engine that every paired-test table goes through.
 
@@ -175,7 +183,9 @@ def paired_tests(
     reference is skipped with a warning). `once_per` (a `pair_by` column): where its values
     repeat, each pair is averaged per value over the repeats that have both, so it counts
     once. `test_train_ratio(block_rows)`, for folds of a cross-validation, adds the
-    Nadeau-Bengio columns. Blocks come in the order of their first row."""
+    Nadeau-Bengio columns (the first repeat's folds) and the corrected repeated k-fold ones
+    (every repeat's), the repeats named by the column `repeat` (None: one repeat; see
+    :func:`xaimed.stats.paired.paired_summary`). Blocks come in the order of their first row."""
     compare = [compare] if isinstance(compare, str) else list(compare)
     pair_by = [pair_by] if isinstance(pair_by, str) else list(pair_by)
     block = list(block)
@@ -207,6 +217,12 @@ def paired_tests(
             )
             continue
         ratio = None if test_train_ratio is None else test_train_ratio(g)
+        # each pairing unit's repeat of the cross-validation (a unit is within one repeat)
+        unit_repeat = (
+            g.groupby(pair_by)[repeat].first().reindex(wide.index).to_numpy()
+            if repeat is not None and ratio is not None
+            else None
+        )
         repeats = once_per is not None and wide.index.get_level_values(once_per).duplicated().any()
         for named_a, named_b, a, b in pairs:
             x, y = wide[a], wide[b]
@@ -214,7 +230,7 @@ def paired_tests(
                 both = wide[[a, b]].dropna().groupby(level=once_per).mean()
                 x, y = both[a], both[b]
             rows.append(keys | dict(zip(compared, (*named_a, *named_b), strict=True)))
-            rows[-1].update(paired_summary(x, y, alpha, ratio))
+            rows[-1].update(paired_summary(x, y, alpha, ratio, None if repeats else unit_repeat))
             if ratio is not None:
                 rows[-1]["test_train_ratio"] = ratio
     columns = table_columns(block, compared, test_train_ratio is not None)
@@ -245,7 +261,8 @@ def compare_models(
 ) -> pd.DataFrame:
     """Paired comparisons between every pair of models per dataset and metric, paired by fold
     (folds where either model lacks the metric are dropped): the paired t-test, the
-    Nadeau-Bengio corrected t-test, Wilcoxon, the mean difference with its CI and d_z.
+    Nadeau-Bengio corrected t-test (the first repeat's folds), the corrected repeated k-fold
+    t-test (every repeat's folds), Wilcoxon, the mean difference with its CI and d_z.
     p-values adjusted (`adjust`) within each family (dataset, metric)."""
     # Long: one row per dataset, metric, model and fold; the datasets sorted, metrics as given.
     long = pd.concat(
@@ -261,6 +278,8 @@ def compare_models(
         alpha=alpha,
         levels_within=["dataset"],
         test_train_ratio=fold_test_train_ratio,
+        # fold metrics from before repeats have no repeat column: one repeat
+        repeat="repeat" if "repeat" in fold_metrics else None,
     )
 
 

@@ -1,6 +1,7 @@
 """Paired comparisons of two series measured on the same units (folds or images): the paired
-t-test, the Nadeau-Bengio corrected resampled t-test, the Wilcoxon signed-rank test, the mean
-difference with its confidence interval, and Cohen's d_z.
+t-test, the Nadeau-Bengio corrected resampled t-test (over the r * k folds of a repeated
+cross-validation: Bouckaert and Frank's corrected repeated k-fold t-test), the Wilcoxon
+signed-rank test, the mean difference with its confidence interval, and Cohen's d_z.
 
 Every function works on the differences a - b over the complete pairs (a pair with a NaN on
 either side is dropped), so the tests, the interval and the effect size always agree on n.
@@ -56,7 +57,9 @@ def corrected_ttest(a, b, test_train_ratio: float) -> tuple[float, float, float]
     Folds of a cross-validation share most of their training data, so per-fold differences
     are positively correlated and the plain paired t-test's variance s^2 / k is too small.
     The correction uses s^2 * (1/k + n_test/n_train), with k the number of folds (pairs) and
-    n_test/n_train the ratio of test to training images per fold; df = k - 1.
+    n_test/n_train the ratio of test to training images per fold; df = k - 1. Over the r * k
+    folds of r repeats (k = r * k pairs here) this is the corrected repeated k-fold t-test of
+    Bouckaert & Frank (2004): t = mean(d) / sqrt((1/(k r) + n_test/n_train) var(d)), df = k r - 1.
     """
     d = differences(a, b)
     k = len(d)
@@ -104,11 +107,16 @@ def cohens_dz(a, b) -> float:
     return float(d.mean() / sd)
 
 
-def paired_summary(a, b, alpha: float = 0.05, test_train_ratio: float | None = None) -> dict:
+def paired_summary(
+    a, b, alpha: float = 0.05, test_train_ratio: float | None = None, repeat=None
+) -> dict:
     """Everything a paired comparison reports, as one row: n, mean_diff (a - b), t, p,
     ci_low/ci_high (the (1 - alpha) CI of mean_diff), cohens_dz, wilcoxon_w, p_wilcoxon, and,
     with `test_train_ratio` (cross-validation folds), t_nb, p_nb, ci_low_nb, ci_high_nb from
-    the Nadeau-Bengio corrected variance."""
+    the Nadeau-Bengio corrected variance over the folds of the first repeat, and t_rcv,
+    p_rcv, ci_low_rcv, ci_high_rcv, the corrected repeated k-fold t-test (Bouckaert & Frank
+    2004) over the folds of every repeat, with `repeats`. `repeat` gives each pair's repeat
+    of the cross-validation (None: all one repeat, and both tests agree)."""
     d = differences(a, b)
     mean_diff, t, p = paired_ttest(a, b)
     ci_low, ci_high = mean_ci(d, alpha)
@@ -124,8 +132,19 @@ def paired_summary(a, b, alpha: float = 0.05, test_train_ratio: float | None = N
         "wilcoxon_w": w,
         "p_wilcoxon": p_w,
     }
-    if test_train_ratio is not None:
-        t_nb, p_nb, se_nb = corrected_ttest(a, b, test_train_ratio)
-        lo, hi = mean_ci(d, alpha, scale=se_nb) if len(d) >= 2 else (float("nan"),) * 2
-        row.update({"t_nb": t_nb, "p_nb": p_nb, "ci_low_nb": lo, "ci_high_nb": hi})
+    if test_train_ratio is None:
+        return row
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    repeat = np.zeros(len(a)) if repeat is None else np.asarray(repeat)
+    complete = ~np.isnan(a - b)
+    first = repeat == (repeat[complete].min() if complete.any() else 0)
+    # One k-fold cross-validation (the first repeat): Nadeau-Bengio as without repeats; every
+    # repeat: the same correction over the r * k pairs is Bouckaert and Frank's test.
+    for suffix, keep in (("nb", first), ("rcv", np.ones(len(a), bool))):
+        t_c, p_c, se_c = corrected_ttest(a[keep], b[keep], test_train_ratio)
+        kept = differences(a[keep], b[keep])
+        lo, hi = mean_ci(kept, alpha, scale=se_c) if len(kept) >= 2 else (float("nan"),) * 2
+        row.update({f"t_{suffix}": t_c, f"p_{suffix}": p_c})
+        row.update({f"ci_low_{suffix}": lo, f"ci_high_{suffix}": hi})
+    row["repeats"] = len(np.unique(repeat[complete]))
     return row

@@ -2,10 +2,12 @@
 whether significance at `alpha` is attainable at all, computed from counts (folds, models,
 methods, images), never from the results.
 
-- t-tests (plain and Nadeau-Bengio): p -> 0 as the paired differences become identical, so
-  significance is attainable with 2 or more pairs; what the design limits is the effect needed,
-  the mean difference in standard deviations of the differences (d_z) at which p = alpha:
-  t_{1-alpha/2, n-1} / sqrt(n) plain, t_{1-alpha/2, n-1} * sqrt(1/n + n_test/n_train) corrected.
+- t-tests (plain, Nadeau-Bengio and the corrected repeated k-fold test): p -> 0 as the paired
+  differences become identical, so significance is attainable with 2 or more pairs; what the
+  design limits is the effect needed, the mean difference in standard deviations of the
+  differences (d_z) at which p = alpha: t_{1-alpha/2, n-1} / sqrt(n) plain,
+  t_{1-alpha/2, n-1} * sqrt(1/n + n_test/n_train) corrected. With r repeats of k folds the
+  model comparisons pair n = r k results (Nadeau-Bengio: the first repeat's k).
 - Wilcoxon signed-rank: at best every difference has the same sign, W = 0; exact (scipy's
   default for small n) that is p = 2 / 2^n.
 - Friedman (chi2): at best every block ranks the models alike, chi2 = N (k - 1).
@@ -53,9 +55,10 @@ POWER_COLUMNS = [
 
 @dataclass(frozen=True)
 class Design:
-    """The counts of one dataset's study: folds (paired blocks of the model comparisons),
-    n_test/n_train per fold, models compared, CAM methods compared and the images each method
-    comparison pairs (per predicted class: one family)."""
+    """The counts of one dataset's study: folds per repeat and repeats (their product: the
+    paired blocks of the model comparisons), n_test/n_train per fold, models compared, CAM
+    methods compared and the images each method comparison pairs (per predicted class: one
+    family)."""
 
     dataset: str
     n_folds: int
@@ -64,6 +67,7 @@ class Design:
     n_methods: int = 0
     n_images: int = 0
     n_metrics: int = 1
+    n_repeats: int = 1
 
 
 def design_from_folds(
@@ -75,21 +79,23 @@ def design_from_folds(
     n_methods: int,
     max_images: int | None,
     n_metrics: int = 1,
+    n_repeats: int = 1,
 ) -> Design:
-    """A dataset's design from its folds table (`n_folds` of them, config `folds`): the folds'
-    mean n_test/n_train and the images a method comparison pairs in one predicted class: per
-    fold at most `max_images` held-out images, the predicted classes taken in turn (an even
-    share per class); the repeats of a predefined split hold out the same images, which the
-    comparison counts once."""
+    """A dataset's design from its folds table (`n_folds` per repeat, config `folds`, and
+    `n_repeats`, config `repeats`): the folds' mean n_test/n_train and the images a method
+    comparison pairs in one predicted class: per fold at most `max_images` held-out images,
+    the predicted classes taken in turn (an even share per class); the repeats of a predefined
+    split, and those of a repeated k-fold, explain the same images again, which the comparison
+    counts once (one repeat's folds)."""
     sizes = []
-    for fold in range(n_folds):
+    for fold in range(n_folds * n_repeats):
         train, held_out = fold_rows(folds, fold)
         sizes.append((len(train), len(held_out)))
     if not all(train and test for train, test in sizes):
         raise ValueError(f"{dataset}: a fold trains or tests on no image: {sizes}")
     predefined = "test" in folds and bool(folds["test"].any())
     explained = [n if max_images is None else min(n, max_images) for _, n in sizes]
-    n_images = max(explained) if predefined else sum(explained)
+    n_images = max(explained) if predefined else sum(explained[:n_folds])
     return Design(
         dataset=dataset,
         n_folds=n_folds,
@@ -98,6 +104,7 @@ def design_from_folds(
         n_methods=n_methods,
         n_images=n_images // max(n_classes, 1),
         n_metrics=n_metrics,
+        n_repeats=n_repeats,
     )
 
 
@@ -137,7 +144,9 @@ def smallest_adjusted(p: float, family_size: int, adjust: str) -> float:
 
 def power_rows(d: Design, alpha: float = 0.05, adjust: str = "holm") -> list[dict]:
     """One row per test of the design `d` (see the module's docstring for the formulas)."""
-    k, models, n, nan = d.n_folds, d.n_models, d.n_images, math.nan
+    # the model comparisons pair every repeat's folds; Nadeau-Bengio the first repeat's
+    k, models, n, nan = d.n_folds * d.n_repeats, d.n_models, d.n_images, math.nan
+    k_nb = d.n_folds
     ratio = d.test_train_ratio
     rows = []
 
@@ -155,11 +164,14 @@ def power_rows(d: Design, alpha: float = 0.05, adjust: str = "holm") -> list[dic
         pairs = models * (models - 1) // 2
         t_min = 0.0 if k >= 2 else nan  # identical differences: t is infinite
         best = friedman_from_ranks(np.arange(1, models + 1), k) if k >= 2 else {}
-        t_needed, nb_needed = t_effect_needed(k, alpha), t_effect_needed(k, alpha, ratio)
+        t_needed, nb_needed = t_effect_needed(k, alpha), t_effect_needed(k_nb, alpha, ratio)
+        rcv_needed = t_effect_needed(k, alpha, ratio)
         cd = nemenyi_cd(models, k, alpha) if k >= 1 else nan
         p_best = nemenyi_p(1, models, models, k) if k >= 1 else nan
         add("t_folds", "ttest_models", "folds", k, 2, pairs, t_min, t_needed, math.inf)
-        add("nadeau_bengio", "ttest_models", "folds", k, 2, pairs, t_min, nb_needed, math.inf)
+        t_min_nb = 0.0 if k_nb >= 2 else nan
+        add("nadeau_bengio", "ttest_models", "folds", k_nb, 2, pairs, t_min_nb, nb_needed, math.inf)
+        add("repeated_cv", "ttest_models", "folds", k, 2, pairs, t_min, rcv_needed, math.inf)
         add("wilcoxon_folds", "ttest_models", "folds", k, 2, pairs, wilcoxon_min_p(k))
         add("friedman", "friedman", "folds", k, models, d.n_metrics, best.get("p", nan))
         add("iman_davenport", "friedman", "folds", k, models, 1, best.get("p_f", nan))
@@ -208,6 +220,7 @@ def study_power(
     n_metrics: int,
     alpha: float = 0.05,
     adjust: str = "holm",
+    n_repeats: int = 1,
 ) -> pd.DataFrame:
     """The `power` table of a study: every dataset's design from its folds and manifest (its
     classes), the models compared and the CAM methods compared (none: no method rows)."""
@@ -221,6 +234,7 @@ def study_power(
             len(methods),
             max_images,
             n_metrics,
+            n_repeats,
         )
         for dataset in folds
     ]

@@ -206,6 +206,7 @@ def test_library_conveniences_default_to_the_schemas_values():
     assert folds["cv"].default == defs["cv"]["default"]
     assert folds["site_column"].default == defs["site_column"]["default"]
     assert folds["seed"].default == top["seed"]["default"]
+    assert folds["repeats"].default == top["repeats"]["default"]
     phantom = inspect.signature(write_phantom_dataset).parameters
     entry = defs["phantom_dataset"]["properties"]
     assert phantom["image_size"].default == entry["phantom_size"]["default"]

@@ -1,7 +1,8 @@
+import numpy as np
 import pandas as pd
 import pytest
 
-from xaimed.data.folds import assign_folds, fold_rows, fold_seed
+from xaimed.data.folds import assign_folds, fold_repeat, fold_rows, fold_seed
 
 
 def _manifest(labels, groups=None):
@@ -117,3 +118,58 @@ def test_predefined_needs_a_train_and_a_test_split(splits, message):
     manifest["split"] = splits
     with pytest.raises(ValueError, match=message):
         assign_folds(manifest, 2, cv="predefined")
+
+
+def test_repeats_reshuffle_kfold_and_keep_repeat_zero_as_without_repeats():
+    labels = [0] * 18 + [1] * 12
+    groups = [f"patient{i // 2}" for i in range(30)]  # two images per patient
+    manifest = _manifest(labels, groups)
+    once = assign_folds(manifest, 3, 5)
+    twice = assign_folds(manifest, 3, 5, repeats=3)
+    # repeat 0 is today's assignment; each later repeat has a column, reshuffled
+    assert twice[once.columns].equals(once)
+    assert list(twice.columns[4:]) == ["fold_repeat1", "fold_repeat2"]
+    assert twice["fold_repeat1"].equals(assign_folds(manifest, 3, 1005)["fold"])
+    assert not twice["fold_repeat1"].equals(twice["fold"])
+    for column in ("fold_repeat1", "fold_repeat2"):
+        # grouped and stratified as repeat 0: every patient in one fold, 6 + 4 images per fold
+        assert (twice.assign(g=groups).groupby("g")[column].nunique() == 1).all()
+        per_fold = pd.crosstab(twice[column], manifest["label"])
+        assert (per_fold[0] == 6).all() and (per_fold[1] == 4).all()
+    # global fold ids 0..8: fold f is fold f % 3 of repeat f // 3, with the repeat's seed
+    for fold in range(9):
+        column = "fold" if fold < 3 else f"fold_repeat{fold // 3}"
+        train, held_out = fold_rows(twice, fold)
+        assert held_out.tolist() == np.flatnonzero(twice[column] == fold % 3).tolist()
+        assert sorted([*train, *held_out]) == list(range(30))
+        assert fold_seed(twice, fold, 5) == 5 + 1000 * (fold // 3)
+    assert fold_repeat(twice, 7) == (2, 1)
+    with pytest.raises(ValueError, match="fold 9 is fold 0 of repeat 3 .* has 3 repeat"):
+        fold_rows(twice, 9)
+
+
+def test_a_table_without_repeats_numbers_its_folds_as_before():
+    folds = assign_folds(_manifest([0] * 6 + [1] * 6), 3, 0)
+    assert fold_repeat(folds, 2) == (0, 2) and fold_seed(folds, 2, 10) == 10
+    assert len(fold_rows(folds, 3)[1]) == 0  # no such fold: nothing held out (train refuses)
+
+
+def test_predefined_and_site_repeats_differ_only_in_their_seed(caplog):
+    manifest = _manifest([0, 1] * 6)
+    manifest["split"] = ["train"] * 8 + ["test"] * 4
+    with caplog.at_level("INFO", logger="xaimed.data.folds"):
+        folds = assign_folds(manifest, 2, 0, cv="predefined", repeats=2)
+    assert "the 2 repeats of its 2 folds differ only in their seed" in caplog.text
+    assert list(folds.columns) == ["image_id", "fold", "test", "excluded"]
+    for fold in range(4):
+        assert fold_rows(folds, fold)[1].tolist() == [8, 9, 10, 11]
+        assert fold_seed(folds, fold, 10) == 10 + fold
+    manifest["site"] = ["a", "b", "c"] * 4
+    caplog.clear()
+    with caplog.at_level("INFO", logger="xaimed.data.folds"):
+        sites = assign_folds(manifest, 3, 0, cv="leave_site_out", repeats=2)
+    assert "its 2 repeats differ only in their seed" in caplog.text
+    assert sites["fold_repeat1"].equals(sites["fold"])
+    for fold in range(3):
+        assert (fold_rows(sites, fold + 3)[1] == fold_rows(sites, fold)[1]).all()
+        assert (fold_seed(sites, fold, 0), fold_seed(sites, fold + 3, 0)) == (0, 1000)

@@ -213,6 +213,22 @@ def test_data_table_counts_classes_masks_and_folds(tmp_path):
         data_table(manifest, folds.iloc[:4], "d")
 
 
+def test_data_table_counts_every_repeat_s_folds_by_their_ids():
+    manifest = pd.DataFrame(
+        {"image_id": list("abcd"), "label": [0, 0, 1, 1], "label_name": list("xxyy")}
+    )
+    folds = pd.DataFrame(
+        {"image_id": list("abcd"), "fold": [0, 1, 0, 1], "fold_repeat1": [0, 0, 1, 1]}
+    )
+    table = data_table(manifest, folds, "d")
+    assert list(table.columns[4:]) == ["fold_0", "fold_1", "fold_2", "fold_3"]
+    # repeat 1 (folds 2 and 3) holds out both x images in fold 2, both y in fold 3
+    assert table[["fold_0", "fold_1", "fold_2", "fold_3"]].to_numpy().tolist() == [
+        [1, 1, 2, 0],
+        [1, 1, 0, 2],
+    ]
+
+
 def test_data_table_shows_a_predefined_split_as_train_test_and_excluded():
     manifest = pd.DataFrame(
         {"image_id": ["a", "b", "c", "d"], "label": [0, 0, 1, 1], "label_name": list("xxyy")}

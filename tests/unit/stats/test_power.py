@@ -133,8 +133,8 @@ def test_unreachable_significance_is_logged_by_dataset_and_test(caplog):
 
 def test_the_paper_config_reaches_significance_where_its_design_allows():
     config = fill_defaults(load_config_file(REPO / "config/paper.yaml"), SCHEMA_PATH)
-    assert "repeats" not in config  # 5 folds, each trained once: no repeated CV yet
-    k = config["folds"]
+    k, r = config["folds"], config["repeats"]
+    assert (k, r) == (5, 2)  # README's power paragraph counts these
     # Every paper dataset holds out hundreds of images per class and fold (README); 50 per
     # class over all five folds is far below any of them.
     designs = [
@@ -146,18 +146,61 @@ def test_the_paper_config_reaches_significance_where_its_design_allows():
             len(config["explain"]["methods"]),
             50,
             len(config["stats"]["model_metrics"]),
+            n_repeats=r,
         )
         for name in config["datasets"]
     ]
     table = power_table(designs, config["stats"]["alpha"], config["stats"]["adjust"])
-    attainable = table.groupby("test")["attainable"].all()
-    for test in ["t_folds", "nadeau_bengio", "friedman", "nemenyi", "t_images", "wilcoxon_images"]:
-        assert attainable[test], test
-    # Wilcoxon over 5 folds cannot go below 2/32 = 0.0625 even before adjustment.
-    assert not attainable["wilcoxon_folds"]
-    assert row(table[table["dataset"] == "brain_mri"], "wilcoxon_folds")["min_p"] == 0.0625
+    assert table.groupby("test")["attainable"].all().all()
+    brain = table[table["dataset"] == "brain_mri"]
+    # 10 paired results: Wilcoxon reaches 2/2^10, x 6 pairs (Holm) = 0.0117 (5 folds: 0.0625)
+    assert row(brain, "wilcoxon_folds")["min_p"] == 2 / 2**10
+    assert row(brain, "wilcoxon_folds")["min_p_adjusted"] == pytest.approx(0.0117, abs=1e-4)
+    # the corrected repeated test needs d_z 1.34 where one 5-fold run needs 1.86 (README)
+    assert row(brain, "repeated_cv")["n"] == 10 and row(brain, "nadeau_bengio")["n"] == 5
+    assert row(brain, "repeated_cv")["effect_needed"] == pytest.approx(1.34, abs=0.005)
+    assert row(brain, "nadeau_bengio")["effect_needed"] == pytest.approx(1.86, abs=0.005)
 
 
 def test_a_design_with_nothing_to_compare_gives_an_empty_table_that_says_why():
     table = power_table([Design("d", 2, 1.0, n_models=1, n_methods=1, n_images=8)])
     assert table.empty and "fewer than two models and CAM methods" in table.attrs["empty"]
+
+
+def test_repeats_multiply_the_paired_folds_but_not_nadeau_bengio_s():
+    table = power_table([Design("d", 5, 0.25, 4, n_repeats=3)])
+    n = table.set_index("test")["n"]
+    for test in ("t_folds", "repeated_cv", "wilcoxon_folds", "friedman", "nemenyi"):
+        assert n[test] == 15, test
+    assert n["nadeau_bengio"] == 5
+    # Bouckaert & Frank's d_z at p = alpha: t_{0.975, 14} * sqrt(1/15 + 1/4)
+    needed = sps.t.ppf(0.975, 14) * math.sqrt(1 / 15 + 0.25)
+    assert row(table, "repeated_cv")["effect_needed"] == pytest.approx(needed)
+    assert row(table, "wilcoxon_folds")["min_p"] == pytest.approx(2 / 2**15)
+    # one repeat: the repeated test is Nadeau-Bengio's
+    once = power_table([Design("d", 5, 0.25, 4)]).set_index("test")
+    assert once.loc["repeated_cv"].equals(once.loc["nadeau_bengio"].rename("repeated_cv"))
+
+
+def test_design_from_a_repeated_folds_table():
+    folds = pd.DataFrame(
+        {
+            "image_id": range(30),
+            "fold": [0] * 10 + [1] * 20,
+            "test": False,
+            "excluded": False,
+            "fold_repeat1": [0] * 15 + [1] * 15,
+        }
+    )
+    d = design_from_folds("d", folds, 2, 2, 3, 4, max_images=None, n_repeats=2)
+    assert (d.n_folds, d.n_repeats) == (2, 2)
+    assert d.test_train_ratio == pytest.approx((10 / 20 + 20 / 10 + 15 / 15 + 15 / 15) / 4)
+    # each image is explained once per repeat and counted once
+    assert d.n_images == 30 // 2
+
+
+@pytest.mark.parametrize(("repeats", "needed"), [(1, 1.86), (2, 1.34), (5, 1.11), (10, 1.04)])
+def test_repeats_of_five_folds_lower_the_effect_needed_as_methods_md_says(repeats, needed):
+    # n_test/n_train 1/4 stays whatever the repeats: the gain flattens out
+    table = power_table([Design("d", 5, 0.25, 2, n_repeats=repeats)])
+    assert row(table, "repeated_cv")["effect_needed"] == pytest.approx(needed, abs=0.005)

@@ -566,3 +566,74 @@ def test_every_comparison_has_the_same_test_columns():
     # Nadeau-Bengio where folds are paired, absent where images are
     assert "p_nb_adjusted" in COMPARISONS["compare_shifts"]().columns
     assert "t_nb" not in COMPARISONS["compare_methods_on"]().columns
+
+
+# --- repeated k-fold cross-validation ---------------------------------------------------
+
+
+def test_corrected_repeated_kfold_ttest_by_hand():
+    # Two repeats of two folds: fold ids 0..3, fold f in repeat f // 2. Each repeat holds out
+    # 10 and 30 of 40 images. Model a minus model b per fold: 0.10, 0.30, 0.20, 0.40.
+    rows = []
+    for fold, (acc_a, acc_b, n) in enumerate(
+        [(0.80, 0.70, 10), (0.90, 0.60, 30), (0.75, 0.55, 10), (0.85, 0.45, 30)]
+    ):
+        for model, acc in (("a", acc_a), ("b", acc_b)):
+            rows.append({"dataset": "d", "model": model, "fold": fold, "accuracy": acc})
+            rows[-1].update({"repeat": fold // 2, "n_images": n, "f1_macro": acc})
+    row = compare_models(pd.DataFrame(rows)).iloc[0]
+    # n_test/n_train per fold: 10/30 and 30/10 in each repeat, mean (1/3 + 3) / 2 = 5/3
+    ratio = (1 / 3 + 3) / 2
+    assert row["test_train_ratio"] == pytest.approx(ratio)
+    # Bouckaert & Frank over the k r = 4 differences: mean 0.25, var (ddof 1) =
+    # (0.15^2 + 0.05^2 + 0.05^2 + 0.15^2) / 3 = 0.05 / 3, df = 3
+    t_rcv = 0.25 / math.sqrt((1 / 4 + ratio) * (0.05 / 3))
+    assert row["t_rcv"] == pytest.approx(t_rcv)
+    assert row["p_rcv"] == pytest.approx(2 * sps.t.sf(t_rcv, 3))
+    assert row["repeats"] == 2 and row["n"] == 4
+    # Nadeau-Bengio over the first repeat's two folds (0.10, 0.30): mean 0.2, var 0.02, df 1
+    t_nb = 0.2 / math.sqrt((1 / 2 + ratio) * 0.02)
+    assert row["t_nb"] == pytest.approx(t_nb)
+    assert row["p_nb"] == pytest.approx(2 * sps.t.sf(t_nb, 1))
+    # the plain t-test pairs all four folds, ignoring their overlap
+    assert row["t"] == pytest.approx(0.25 / math.sqrt(0.05 / 3 / 4))
+    half = sps.t.ppf(0.975, 3) * math.sqrt((1 / 4 + ratio) * (0.05 / 3))
+    assert (row["ci_low_rcv"], row["ci_high_rcv"]) == pytest.approx((0.25 - half, 0.25 + half))
+
+
+def test_without_repeats_the_corrected_repeated_test_is_nadeau_bengio():
+    fm = _fold_metrics_table()
+    fm["n_images"] = fm["fold"].map({0: 10, 1: 10, 2: 10, 3: 20})
+    for table in (compare_models(fm), compare_models(fm.assign(repeat=0))):
+        assert (table["repeats"] == 1).all()
+        for suffix in ("t", "p", "p", "ci_low", "ci_high"):
+            np.testing.assert_array_equal(table[f"{suffix}_rcv"], table[f"{suffix}_nb"])
+        np.testing.assert_array_equal(table["p_rcv_adjusted"], table["p_nb_adjusted"])
+
+
+def test_fold_metrics_name_each_fold_s_repeat():
+    preds, _, _ = _predictions()
+    assert (fold_metrics(preds)["repeat"] == 0).all()  # no repeats: all repeat 0
+    preds["fold"] = preds["fold"].replace({1: 5})  # fold 5 of 2 per repeat: repeat 2
+    fm = fold_metrics(preds, n_folds=2).set_index(["dataset", "fold"])
+    assert fm["repeat"].to_dict() == {("bin", 0): 0, ("bin", 5): 2, ("tri", 0): 0}
+
+
+def test_shift_comparisons_take_the_repeats_as_the_model_comparisons_do():
+    # two repeats of the five folds above: fold ids 0..9, fold f in repeat f // 5
+    once = _shift_metrics()
+    twice = pd.concat([once, once.assign(fold=once["fold"] + 5)], ignore_index=True)
+    twice["repeat"] = twice["fold"] // 5
+    tests = compare_shifts(twice).iloc[0]
+    # n_test/n_train within a repeat (10 of 50), not over both repeats' 100 images
+    assert tests["test_train_ratio"] == pytest.approx(10 / 40)
+    assert tests["repeats"] == 2 and tests["n"] == 10
+    first = compare_shifts(once).iloc[0]
+    assert (tests["t_nb"], tests["p_nb"]) == pytest.approx((first["t_nb"], first["p_nb"]))
+    # the ten differences are the five twice: the same mean, and a variance (ddof 1) of
+    # 2 SS / 9 = 8/9 of the five's SS / 4; the corrected repeated test over them by hand
+    mean = first["mean_diff"]
+    var5 = (mean / first["t_nb"]) ** 2 / (1 / 5 + 1 / 4)  # t_nb = mean / sqrt((1/5 + 1/4) var5)
+    t_rcv = mean / math.sqrt((1 / 10 + 1 / 4) * var5 * 8 / 9)
+    assert tests["t_rcv"] == pytest.approx(t_rcv)
+    assert tests["p_rcv"] == pytest.approx(2 * sps.t.sf(abs(t_rcv), 9))
