@@ -268,10 +268,16 @@ class Trainer:
             norm.reset_running_stats()
             norm.momentum = None  # a cumulative average over this pass
             norm.train()
-        step = self.settings.batch_size * 2
-        for start in range(0, len(images), step):
+        # Chunks of (nearly) equal size: a last chunk of one image fails wherever a batch-norm
+        # layer sees a 1x1 map (DenseNet121's last at 40 px: 97 images in chunks of 32 did).
+        chunks = max(1, math.ceil(len(images) / (self.settings.batch_size * 2)))
+        if len(images) < 2 * chunks:
+            raise ValueError(
+                f"batch-norm statistics need at least 2 training images, got {len(images)}"
+            )
+        for rows in torch.arange(len(images)).tensor_split(chunks):
             with self._autocast():
-                self.model(self._inputs(images[start : start + step]))
+                self.model(self._inputs(images[rows[0] : rows[-1] + 1]))
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
         self.model.eval()

@@ -340,3 +340,16 @@ def test_settings_defaults_are_the_schemas():
         schema["properties"]["device"]["default"],
     )
     assert all(f.default is MISSING and f.default_factory is MISSING for f in fields(TrainSettings))
+
+
+def test_batchnorm_recalibration_never_feeds_a_single_image():
+    """ResNet18 at 32 px ends in 1x1 maps; 2 * batch_size + 1 images in chunks of
+    2 * batch_size left one image alone, which batch norm in training mode refuses."""
+    settings = TrainSettings.with_defaults("resnet18", batch_size=2, device="cpu")
+    trainer = Trainer(settings, num_classes=2, steps=1)
+    images = torch.randint(0, 255, (5, 3, 32, 32), dtype=torch.uint8)
+    trainer.recalibrate_batchnorm(images)
+    norm = trainer.model.layer4[1].bn2
+    assert norm.num_batches_tracked.item() == 2  # chunks of 3 and 2 images
+    with pytest.raises(ValueError, match="at least 2 training images"):
+        trainer.recalibrate_batchnorm(images[:1])
