@@ -97,3 +97,28 @@ def test_demo_bench_summarises_a_finished_run(tiny_run, tmp_path, capsys):
     copy = yaml.safe_load(demo.float32_config(config, tmp_path).read_text())
     assert copy["training"].pop("amp") is False
     assert copy == yaml.safe_load(config.read_text())
+
+
+def test_scale_bench_times_every_data_stage_and_finds_the_planted_copies(tmp_path, capsys):
+    summary = load("scale").main(
+        ["--n", "45", "90", "--small", "--folds", "2", "--workdir", str(tmp_path)]
+    )
+    out = capsys.readouterr().out
+    assert [row["n"] for row in summary["rows"]] == [45, 90]
+    for row in summary["rows"]:
+        # every planted copy (resized or recompressed) is found, and no distinct phantoms
+        assert row["copies_found"] == row["copies_planted"] == 3
+        assert row["false_pairs"] == []
+        assert set(row["peak_rss_mb"]) == {"baseline", "ingest", "folds", "preprocess"}
+        assert all(mb > 0 for mb in row["peak_rss_mb"].values())
+        assert row["store_mb"] == pytest.approx(row["n"] * 3 * 224 * 224 / 2**20, abs=1e-3)
+        for stage in ("baseline_s", "ingest_s", "duplicates_s", "folds_s", "preprocess_s"):
+            assert row[stage] > 0
+        assert row["ratio_to_baseline"] == pytest.approx(row["data_s"] / row["baseline_s"])
+    assert summary["growth"]["data_s"] == pytest.approx(
+        summary["rows"][1]["data_s"] / summary["rows"][0]["data_s"]
+    )
+    assert "growth 45 -> 90 images" in out and "/ baseline (target <= 3x)" in out
+    # the first 45 images are the same files at both sizes (cached once, linked)
+    first = sorted(p.name for p in (tmp_path / "n45_8").rglob("*") if "copy" not in p.name)
+    assert set(first) <= {p.name for p in (tmp_path / "n90_8").rglob("*")}
