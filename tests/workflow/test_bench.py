@@ -32,6 +32,17 @@ def test_training_pipeline_bench_reports_both_throughputs():
     assert result["ratio"] == pytest.approx(result["pipeline_img_per_s"] / result["pure_img_per_s"])
 
 
+def test_training_pipeline_bench_compares_the_memory_mapped_store_with_memory():
+    result = load("train_throughput").main(
+        ["--store", "--model", "resnet18", "--size", "32", "--images", "16", "--batch-size", "8"]
+    )
+    assert result["mmap_img_per_s"] > 0 and result["in_memory_img_per_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["mmap_img_per_s"] / result["in_memory_img_per_s"]
+    )
+    assert result["bytes_per_image"] == 3 * 32 * 32
+
+
 def test_cam_stage_bench_compares_maps_with_the_library():
     rows = load("cam_stage").main(
         ["--model", "resnet18", "--size", "32", "--images", "2", "--methods", "gradcam",
