@@ -180,10 +180,18 @@ def run_stage(stage: str, dataset: Path, out: Path, n_folds: int) -> dict:
         search = ingest_module.find_duplicates
         spent = []
 
-        def timed_search(*args, **kwargs):  # the duplicate search, timed apart from reading
-            begin = time.perf_counter()
-            result = search(*args, **kwargs)
+        def timed_search(manifest, hashes, thumbnails, max_distance):
+            begin = time.perf_counter()  # the duplicate search, timed apart from reading
+            result = search(manifest, hashes, thumbnails, max_distance)
             spent.append(time.perf_counter() - begin)
+            # how crowded the pigeonhole buckets are: the largest of any hash block
+            edges = np.linspace(0, 64, max_distance + 2).astype(int)
+            figures["largest_bucket"] = max(
+                int(np.unique((hashes >> np.uint64(a)) & np.uint64((1 << (b - a)) - 1),
+                              return_counts=True)[1].max())
+                for a, b in zip(edges[:-1], edges[1:], strict=True)
+            )  # fmt: skip
+            np.savez(out / "fingerprints.npz", hashes=hashes, thumbnails=thumbnails)
             return result
 
         ingest_module.find_duplicates = timed_search
@@ -246,6 +254,7 @@ def measure(n: int, workdir: Path, shrink: int, n_folds: int) -> dict:
         "baseline_s": float(np.mean([r["seconds"] for r in runs["baseline"]])),
         "ingest_s": runs["ingest"][0]["seconds"] - runs["ingest"][0]["duplicates_s"],
         "duplicates_s": runs["ingest"][0]["duplicates_s"],
+        "largest_bucket": runs["ingest"][0]["largest_bucket"],
         "folds_s": runs["folds"][0]["seconds"],
         "preprocess_s": runs["preprocess"][0]["seconds"],
         "peak_rss_mb": {stage: max(r["peak_rss_mb"] for r in runs[stage]) for stage in runs},
@@ -277,7 +286,7 @@ def report(rows: list[dict]) -> dict:
         )
     for r in rows:
         rss = ", ".join(f"{stage} {mb:.0f}" for stage, mb in r["peak_rss_mb"].items())
-        print(f"  peak RSS MB at {r['n']}: {rss}")
+        print(f"  peak RSS MB at {r['n']}: {rss}; largest hash bucket {r['largest_bucket']} images")
         if r["false_pairs"]:
             print(f"  pairs of distinct phantoms at {r['n']}: {r['false_pairs'][:5]}")
     summary = {"rows": rows}

@@ -53,6 +53,23 @@ def test_cam_stage_bench_compares_maps_with_the_library():
     assert rows["ablationcam"]["speedup"] > 1  # the exact tail-only computation
 
 
+def test_cam_stage_bench_times_each_part_of_the_explain_jobs():
+    rows = load("cam_stage").main(
+        ["--model", "resnet18", "--size", "32", "--images", "2", "--methods", "gradcam",
+         "--quality"]
+    )  # fmt: skip
+    parts = rows["gradcam"]["parts_s_per_image"]
+    assert set(parts) == {
+        "cams",
+        "confidence",
+        "road",
+        "road_imputation",
+        "deletion_insertion",
+        "sanity_per_checked_image",
+    }
+    assert all(seconds > 0 for seconds in parts.values())
+
+
 def test_pooled_head_bench_times_both_and_ends_at_the_same_weights():
     result = load("pooled_head").main(
         ["--model", "vgg11", "--size", "32", "--batch-size", "4", "--steps", "1", "--no-amp"]
