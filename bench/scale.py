@@ -328,8 +328,9 @@ def main(argv: list[str] | None = None) -> dict:
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for n in sorted(args.n):
-        print(f"N = {n}")
+        print(f"N = {n}", flush=True)
         rows.append(measure(n, args.workdir, shrink, args.folds))
+        print(f"  {json.dumps(rows[-1])}", flush=True)  # kept if a larger N is stopped
     return report(rows)
 
 
