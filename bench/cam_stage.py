@@ -9,6 +9,13 @@ compared per image.
 
     python bench/cam_stage.py                   # ResNet50, 128 px, CPU, one thread
     python bench/cam_stage.py --device cuda --images 64 --ablation-images 8
+
+``--quality`` also times, per method, each part of xaimed's explain jobs on the same images
+(CAMs, confidence increase, ROAD and its imputation alone, the deletion and insertion curves,
+and the randomisation sanity check of the schema's ``quality.sanity.images`` images at its
+cascade depths), with the schema's quality settings: where an explain job's time goes.
+
+    python bench/cam_stage.py --size 224 --images 2 --quality --methods gradcampp scorecam
 """
 
 from __future__ import annotations
@@ -29,8 +36,12 @@ from pytorch_grad_cam.utils.model_targets import (
     ClassifierOutputTarget,
 )
 
+from xaimed.config.schema import SCHEMA_PATH, fill_defaults, load_schema
 from xaimed.explain.cams import CAM_METHODS, compute_cams
-from xaimed.explain.metrics.confidence import confidence_increase, road
+from xaimed.explain.metrics.confidence import _road_perturbations, confidence_increase, road
+from xaimed.explain.metrics.faithfulness import faithfulness_scores
+from xaimed.explain.metrics.sanity import sanity_check
+from xaimed.explain.settings import QualitySettings
 from xaimed.io.runtime import select_device, set_threads
 from xaimed.models.build import build_model
 from xaimed.models.layers import target_layer
@@ -66,12 +77,58 @@ def plain_stage(model, name, method, x, targets, batch_size):
     return maps
 
 
-def timed(function, device, *args):
+def timed(function, device, *args, **kwargs):
     synchronize(device)
     started = time.perf_counter()
-    out = function(*args)
+    out = function(*args, **kwargs)
     synchronize(device)
     return out, time.perf_counter() - started
+
+
+def quality_parts(model, name, method, x, targets, batch_size, device) -> dict[str, float]:
+    """Seconds per image of each part of xaimed's explain jobs (rules cams and scores) for
+    ``method`` on ``x``; the sanity check per checked image."""
+    quality = QualitySettings.from_config(
+        fill_defaults({"explain": {}, "quality": {}}, load_schema(SCHEMA_PATH))
+    )
+    n, parts = len(x), {}
+    maps, parts["cams"] = timed(compute_cams, device, model, name, method, x, targets, batch_size)
+    _, parts["confidence"] = timed(confidence_increase, device, model, x, maps, targets, batch_size)
+    percentiles = quality.road_percentiles
+    _, parts["road"] = timed(road, device, model, x, maps, targets, percentiles, 0, batch_size)
+    started = time.perf_counter()
+    for image, cam in zip(x, maps, strict=True):  # ROAD's imputation alone, as road runs it
+        _road_perturbations(image, cam, percentiles, 0)
+    parts["road_imputation"] = time.perf_counter() - started
+    _, parts["deletion_insertion"] = timed(
+        faithfulness_scores,
+        device,
+        model,
+        x,
+        maps,
+        targets,
+        steps=quality.faithfulness_steps,
+        seeds=list(range(n)),
+        batch_size=batch_size,
+    )
+    per_image = {part: seconds / n for part, seconds in parts.items()}
+    checked = min(quality.sanity_images, n)
+    if checked:
+        _, seconds = timed(
+            sanity_check,
+            device,
+            model,
+            name,
+            method,
+            x[:checked],
+            targets[:checked],
+            maps[:checked],
+            [str(i) for i in range(checked)],
+            depths=quality.sanity_depths,
+            batch_size=batch_size,
+        )
+        per_image["sanity_per_checked_image"] = seconds / checked
+    return per_image
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -84,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--methods", nargs="+", default=list(STUDY_METHODS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quality", action="store_true", help="time each part of the job")
     args = parser.parse_args(argv)
 
     set_threads(args.threads)
@@ -145,6 +203,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             f"{method:>14} {row['xaimed_img_per_s']:13.3f} {row['plain_img_per_s']:12.4f}"
             f" {row['speedup']:8.1f}x {row['max_abs_map_diff']:10.2e}"
         )
+    if args.quality:
+        print(f"xaimed's explain jobs, seconds per image ({args.images} images)")
+        for method in args.methods:
+            parts = quality_parts(model, args.model, method, x, targets, args.batch_size, device)
+            rows[method]["parts_s_per_image"] = parts
+            print(f"{method:>14} " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     return rows
 
 

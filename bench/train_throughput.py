@@ -8,16 +8,29 @@ the ratio pipeline / pure is the figure (target >= 0.9 on CPU, >= 0.7 at 224 px 
 
     python bench/train_throughput.py                        # CPU, ResNet50, 64 px
     python bench/train_throughput.py --size 224 --batch-size 64 --images 2048   # on a GPU
+
+``--store``: the same pipeline fed from the image store on disk, memory-mapped as
+`integrity.load_array` opens it, with the file's pages evicted from the page cache before each
+timed epoch (a cold read), against an in-memory copy of the rows as `train.fold` makes it
+(target mmap / in-memory >= 0.9 on the CPU); and what the in-memory copy costs in memory.
+
+    python bench/train_throughput.py --store --model resnet18 --size 224 --images 512
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
+import warnings
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from xaimed.io import integrity
 from xaimed.io.runtime import set_threads
 from xaimed.train.trainer import Trainer, TrainSettings
 
@@ -63,6 +76,56 @@ def pipeline_throughput(trainer: Trainer, images: torch.Tensor, labels: torch.Te
     return epochs * len(labels) / (time.perf_counter() - started)
 
 
+def rss_anon_mb() -> float:
+    """The process's anonymous resident memory (the mapped store's pages are not in it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def store_throughput(trainer: Trainer, images: torch.Tensor, labels, epochs: int, path: Path):
+    """Images per second of the trainer's epochs over ``images``; before each timed epoch the
+    store file's pages leave the page cache, so a memory-mapped store is read from disk."""
+    trainer.train_epoch(
+        images[: 2 * trainer.settings.batch_size], labels[: 2 * trainer.settings.batch_size]
+    )
+    seconds = 0.0
+    for _ in range(epochs):
+        with open(path, "rb") as handle:
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        started = time.perf_counter()
+        trainer.train_epoch(images, labels)
+        seconds += time.perf_counter() - started
+    return epochs * len(labels) / seconds
+
+
+def compare_store(trainer: Trainer, images: torch.Tensor, labels, epochs: int) -> dict:
+    """Training from the memory-mapped store against an in-memory copy of its rows."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "images.npy"
+        integrity.save_rows(path, iter(images.numpy()), tuple(images.shape), np.uint8)
+        store = integrity.load_array(path)
+        before = rss_anon_mb()
+        started = time.perf_counter()
+        in_memory = torch.from_numpy(np.ascontiguousarray(store[np.arange(len(store))]))
+        copy_s = time.perf_counter() - started
+        copy_mb = rss_anon_mb() - before
+        with warnings.catch_warnings():  # read-only pages: training never writes to them
+            warnings.simplefilter("ignore", UserWarning)
+            mapped = torch.from_numpy(store)
+        runs = {"in_memory": [], "mmap": []}
+        for _ in range(2):  # alternate, as above
+            runs["in_memory"].append(store_throughput(trainer, in_memory, labels, epochs, path))
+            runs["mmap"].append(store_throughput(trainer, mapped, labels, epochs, path))
+    result = {f"{key}_img_per_s": max(values) for key, values in runs.items()}
+    result["ratio"] = result["mmap_img_per_s"] / result["in_memory_img_per_s"]
+    result["copy_s"] = copy_s
+    result["copy_mb"] = copy_mb
+    result["bytes_per_image"] = images[0].numel()
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="resnet50")
@@ -73,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads")
     parser.add_argument("--classes", type=int, default=4)
+    parser.add_argument("--store", action="store_true", help="memory-mapped store vs in memory")
     args = parser.parse_args(argv)
 
     set_threads(args.threads)
@@ -88,6 +152,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     device = trainer.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    if args.store:
+        result = compare_store(trainer, images, labels, max(args.epochs // 2, 1))
+        print(
+            f"{args.model} {args.size}px batch {args.batch_size}, {args.images} images in the store"
+        )
+        for key, value in result.items():
+            print(f"  {key:>20}: {value:.3f}")
+        return result
 
     # Alternate, so drifting clocks or a noisy neighbour hit both the same way.
     pure, pipeline = [], []

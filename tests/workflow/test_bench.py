@@ -32,6 +32,17 @@ def test_training_pipeline_bench_reports_both_throughputs():
     assert result["ratio"] == pytest.approx(result["pipeline_img_per_s"] / result["pure_img_per_s"])
 
 
+def test_training_pipeline_bench_compares_the_memory_mapped_store_with_memory():
+    result = load("train_throughput").main(
+        ["--store", "--model", "resnet18", "--size", "32", "--images", "16", "--batch-size", "8"]
+    )
+    assert result["mmap_img_per_s"] > 0 and result["in_memory_img_per_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["mmap_img_per_s"] / result["in_memory_img_per_s"]
+    )
+    assert result["bytes_per_image"] == 3 * 32 * 32
+
+
 def test_cam_stage_bench_compares_maps_with_the_library():
     rows = load("cam_stage").main(
         ["--model", "resnet18", "--size", "32", "--images", "2", "--methods", "gradcam",
@@ -40,6 +51,23 @@ def test_cam_stage_bench_compares_maps_with_the_library():
     assert set(rows) == {"gradcam", "ablationcam", "all"}
     assert rows["all"]["max_abs_map_diff"] <= 1e-4
     assert rows["ablationcam"]["speedup"] > 1  # the exact tail-only computation
+
+
+def test_cam_stage_bench_times_each_part_of_the_explain_jobs():
+    rows = load("cam_stage").main(
+        ["--model", "resnet18", "--size", "32", "--images", "2", "--methods", "gradcam",
+         "--quality"]
+    )  # fmt: skip
+    parts = rows["gradcam"]["parts_s_per_image"]
+    assert set(parts) == {
+        "cams",
+        "confidence",
+        "road",
+        "road_imputation",
+        "deletion_insertion",
+        "sanity_per_checked_image",
+    }
+    assert all(seconds > 0 for seconds in parts.values())
 
 
 def test_pooled_head_bench_times_both_and_ends_at_the_same_weights():
@@ -97,3 +125,28 @@ def test_demo_bench_summarises_a_finished_run(tiny_run, tmp_path, capsys):
     copy = yaml.safe_load(demo.float32_config(config, tmp_path).read_text())
     assert copy["training"].pop("amp") is False
     assert copy == yaml.safe_load(config.read_text())
+
+
+def test_scale_bench_times_every_data_stage_and_finds_the_planted_copies(tmp_path, capsys):
+    summary = load("scale").main(
+        ["--n", "45", "90", "--small", "--folds", "2", "--workdir", str(tmp_path)]
+    )
+    out = capsys.readouterr().out
+    assert [row["n"] for row in summary["rows"]] == [45, 90]
+    for row in summary["rows"]:
+        # every planted copy (resized or recompressed) is found, and no distinct phantoms
+        assert row["copies_found"] == row["copies_planted"] == 3
+        assert row["false_pairs"] == []
+        assert set(row["peak_rss_mb"]) == {"baseline", "ingest", "folds", "preprocess"}
+        assert all(mb > 0 for mb in row["peak_rss_mb"].values())
+        assert row["store_mb"] == pytest.approx(row["n"] * 3 * 224 * 224 / 2**20, abs=1e-3)
+        for stage in ("baseline_s", "ingest_s", "duplicates_s", "folds_s", "preprocess_s"):
+            assert row[stage] > 0
+        assert row["ratio_to_baseline"] == pytest.approx(row["data_s"] / row["baseline_s"])
+    assert summary["growth"]["data_s"] == pytest.approx(
+        summary["rows"][1]["data_s"] / summary["rows"][0]["data_s"]
+    )
+    assert "growth 45 -> 90 images" in out and "/ baseline (target <= 3x)" in out
+    # the first 45 images are the same files at both sizes (cached once, linked)
+    first = sorted(p.name for p in (tmp_path / "n45_8").rglob("*") if "copy" not in p.name)
+    assert set(first) <= {p.name for p in (tmp_path / "n90_8").rglob("*")}

@@ -39,31 +39,50 @@ DUPLICATE_COLUMNS = [
 MIN_CORRELATION = 0.99
 
 
-def _near_pairs(hashes: np.ndarray, max_distance: int) -> set[tuple[int, int]]:
-    """Index pairs (i < j) whose hashes differ in at most ``max_distance`` bits.
+#: Rows of a hash bucket compared at once: bounds memory (rows x bucket size) in crowded buckets.
+CHUNK_ROWS = 512
+
+
+def _near_pairs(hashes: np.ndarray, thumbnails: np.ndarray, max_distance: int) -> np.ndarray:
+    """Index pairs (i < j), shape (k, 2), whose hashes differ in at most ``max_distance`` bits
+    and whose thumbnails correlate at least :data:`MIN_CORRELATION`.
 
     Pigeonhole: split the 64 bits into ``max_distance + 1`` blocks; two hashes that differ in
     at most that many bits agree exactly on at least one block. So only images sharing a block
-    value are compared, instead of all N^2 pairs (HAM10000 alone has 10,015 images).
+    value are compared, instead of all N^2 pairs (HAM10000 alone has 10,015 images). Scans of
+    one anatomy crowd the buckets (thousands of images each), so a bucket is compared a chunk
+    of rows at a time and its candidates are filtered by correlation as they are found: memory
+    stays bounded and no per-pair Python loop runs over millions of candidates.
     """
     hashes = hashes.astype(np.uint64)
+    size = thumbnails.shape[1]
     n_blocks = max_distance + 1
     edges = np.linspace(0, 64, n_blocks + 1).astype(int)
-    pairs: set[tuple[int, int]] = set()
+    found = []
     for start, stop in zip(edges[:-1], edges[1:], strict=True):
         mask = np.uint64((1 << (stop - start)) - 1)
         block = (hashes >> np.uint64(start)) & mask
-        order = np.argsort(block, kind="stable")
-        values, first, counts = np.unique(block[order], return_index=True, return_counts=True)
+        order = np.argsort(block, kind="stable")  # members of a bucket in index order
+        _, first, counts = np.unique(block[order], return_index=True, return_counts=True)
         for begin, count in zip(first[counts > 1], counts[counts > 1], strict=True):
             members = order[begin : begin + count]
-            distance = np.bitwise_count(hashes[members][:, None] ^ hashes[members][None, :])
-            rows, cols = np.nonzero(np.triu(distance <= max_distance, k=1))
-            pairs.update(
-                (int(min(a, b)), int(max(a, b)))
-                for a, b in zip(members[rows], members[cols], strict=True)
-            )
-    return pairs
+            for top in range(0, count - 1, CHUNK_ROWS):
+                rows, cols = members[top : top + CHUNK_ROWS], members[top + 1 :]
+                close = np.bitwise_count(hashes[rows][:, None] ^ hashes[cols][None, :])
+                close = close <= max_distance
+                close &= np.arange(len(rows))[:, None] <= np.arange(len(cols))[None, :]
+                r, c = np.nonzero(close)
+                if len(r) == 0:
+                    continue
+                if len(r) > close.size // 16:  # dense: one matrix product is cheaper
+                    correlation = (thumbnails[rows] @ thumbnails[cols].T)[r, c]
+                else:
+                    correlation = np.einsum("ij,ij->i", thumbnails[rows[r]], thumbnails[cols[c]])
+                keep = correlation / size >= MIN_CORRELATION
+                found.append(np.stack([rows[r[keep]], cols[c[keep]]], axis=1))
+    if not found:
+        return np.empty((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found).astype(np.int64), axis=0)
 
 
 def find_duplicates(
@@ -85,11 +104,9 @@ def find_duplicates(
             pairs[(int(rows[0]), int(other))] = "exact"
     if max_distance >= 0 and n > 1:
         sha = manifest["sha256"].to_numpy()
-        size = thumbnails.shape[1]
-        for a, b in sorted(_near_pairs(np.asarray(hashes), max_distance)):
-            correlation = float(thumbnails[a] @ thumbnails[b]) / size
-            if sha[a] != sha[b] and correlation >= MIN_CORRELATION:
-                pairs.setdefault((a, b), "near")
+        for a, b in _near_pairs(np.asarray(hashes), np.asarray(thumbnails), max_distance):
+            if sha[a] != sha[b]:
+                pairs.setdefault((int(a), int(b)), "near")
     if not pairs:
         log.info("no duplicate images found")
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in DUPLICATE_COLUMNS})

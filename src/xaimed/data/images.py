@@ -200,16 +200,31 @@ def perceptual_hash(pixels: np.ndarray) -> int:
     """64-bit DCT perceptual hash (pHash): the 8x8 lowest frequencies of the 32x32 grayscale
     image, each bit = above their median. Resizing, recompression and small intensity changes
     move few bits, so near-duplicates are a small Hamming distance apart."""
-    dct = _dct_matrix(32)
-    low = (dct @ thumbnail(pixels) @ dct.T)[:8, :8].ravel()
-    bits = low > np.median(low[1:])  # the DC term (overall brightness) would skew the median
-    return int(sum(1 << i for i, bit in enumerate(bits) if bit))
+    return _hash_of(thumbnail(pixels))
 
 
 def standardized_thumbnail(pixels: np.ndarray) -> np.ndarray:
     """The 32x32 thumbnail scaled to mean 0, SD 1, flattened (float32): the dot product of
     two of them over 1024 is their Pearson correlation (zeros for a flat image)."""
-    values = thumbnail(pixels).ravel()
+    return _standardized(thumbnail(pixels))
+
+
+def fingerprints(pixels: np.ndarray) -> tuple[int, np.ndarray]:
+    """:func:`perceptual_hash` and :func:`standardized_thumbnail` of one image from one
+    thumbnail: shrinking a 2,000 px scan is most of either's cost."""
+    small = thumbnail(pixels)
+    return _hash_of(small), _standardized(small)
+
+
+def _hash_of(small: np.ndarray) -> int:
+    dct = _dct_matrix(32)
+    low = (dct @ small @ dct.T)[:8, :8].ravel()
+    bits = low > np.median(low[1:])  # the DC term (overall brightness) would skew the median
+    return int(sum(1 << i for i, bit in enumerate(bits) if bit))
+
+
+def _standardized(small: np.ndarray) -> np.ndarray:
+    values = small.ravel()
     sd = values.std()
     out = (values - values.mean()) / sd if sd > 0 else np.zeros_like(values)
     return out.astype(np.float32)

@@ -23,12 +23,7 @@ import pandas as pd
 
 from xaimed.data.duplicates import find_duplicates
 from xaimed.data.formats import FORMATS, LISTERS
-from xaimed.data.images import (
-    UnreadableImage,
-    perceptual_hash,
-    read_image,
-    standardized_thumbnail,
-)
+from xaimed.data.images import UnreadableImage, fingerprints, read_image
 from xaimed.data.manifest import (
     ENTRY_COLUMNS,
     METADATA_FILE,
@@ -176,8 +171,9 @@ def _inspect(
                     "width": int(pixels.shape[1]),
                 }
             )
-            hashes.append(perceptual_hash(pixels))
-            thumbnails.append(standardized_thumbnail(pixels))
+            phash, small = fingerprints(pixels)
+            hashes.append(phash)
+            thumbnails.append(small)
         if (row + 1) % step == 0 or row + 1 == n:
             log.info("images read %d/%d (%d rejected)", row + 1, n, len(rejected))
     rejected = pd.DataFrame(rejected, columns=[*ENTRY_COLUMNS, "reason"])[REJECTED_COLUMNS]
@@ -195,8 +191,8 @@ def _inspect(
             rejected["reason"].iloc[0],
         )
     frame = pd.DataFrame(good, columns=[*ENTRY_COLUMNS, "sha256", "height", "width"])
-    fingerprints = (np.array(hashes, dtype=np.uint64), np.array(thumbnails).reshape(len(good), -1))
-    return frame, fingerprints, rejected
+    found = (np.array(hashes, dtype=np.uint64), np.array(thumbnails).reshape(len(good), -1))
+    return frame, found, rejected
 
 
 def ingest_dataset(source: str | Path, *, dataset: str, options: IngestOptions) -> Ingested:

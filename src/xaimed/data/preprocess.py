@@ -35,9 +35,13 @@ def load_image(
 ) -> np.ndarray:
     """An image (any source :func:`xaimed.data.images.read_image` reads) as uint8 (3, size, size)
     RGB; grayscale is replicated to three channels."""
-    image = Image.fromarray(to_rgb(read_image(path, dicom_window)))
-    image = _square(image, (0, 0, 0)).resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    pixels = read_image(path, dicom_window)
+    # Grayscale is resized before it is replicated: a third of the work, the same pixels.
+    image = Image.fromarray(pixels)
+    image = _square(image, (0,) * len(image.getbands())).resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
+    return to_rgb(np.asarray(image, dtype=np.uint8)).transpose(2, 0, 1)
 
 
 def load_mask(path: str | Path | None, size: int) -> np.ndarray:
@@ -63,18 +67,19 @@ def preprocess(
     pixels."""
     window = tuple(dicom_window) if dicom_window else None
     n = len(manifest)
-    images = np.empty((n, 3, image_size, image_size), dtype=np.uint8)
-    masks = np.empty((n, image_size, image_size), dtype=np.uint8)
     step = max(1, n // 10)
-    for row, (path, mask_path) in enumerate(
-        zip(manifest["path"], manifest["mask_path"], strict=True)
-    ):
-        try:
-            images[row] = load_image(path, image_size, window)
-        except OSError as error:  # PIL's "image file is truncated" does not name the file
-            raise ValueError(f"cannot read image {path}: {error}") from None
-        masks[row] = load_mask(mask_path, image_size)
-        if (row + 1) % step == 0 or row + 1 == n:
-            log.info("images done %d/%d", row + 1, n)
-    for path, array in ((images_path, images), (masks_path, masks)):
-        integrity.save_array(path, array)
+
+    def images():
+        for row, path in enumerate(manifest["path"]):
+            try:
+                yield load_image(path, image_size, window)
+            except OSError as error:  # PIL's "image file is truncated" does not name the file
+                raise ValueError(f"cannot read image {path}: {error}") from None
+            if (row + 1) % step == 0 or row + 1 == n:
+                log.info("images done %d/%d", row + 1, n)
+
+    # Row by row to disk: memory stays at one image whatever the dataset's size.
+    size = (image_size, image_size)
+    integrity.save_rows(images_path, images(), (n, 3, *size), np.uint8)
+    masks = (load_mask(path, image_size) for path in manifest["mask_path"])
+    integrity.save_rows(masks_path, masks, (n, *size), np.uint8)

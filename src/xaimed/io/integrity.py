@@ -19,8 +19,10 @@ inspection.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +90,42 @@ def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
     atomic_write(path, write)
     digest = _file_sha256(path)
     atomic_write(_checksum_path(path), lambda tmp: tmp.write_text(f"{digest}  {path.name}\n"))
+
+
+def save_rows(
+    path: str | os.PathLike, rows: Iterable[np.ndarray], shape: tuple[int, ...], dtype
+) -> None:
+    """Like :func:`save_array` for an array of ``shape`` given row by row: each row goes to
+    disk as it comes, so memory holds one row, not the array (a 16k-image store at 224 px is
+    2.4 GB), and the checksum is taken as it is written instead of by reading the file back."""
+    path, dtype = Path(path), np.dtype(dtype)
+    digest = hashlib.sha256()
+
+    def write(tmp: Path) -> None:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header,
+            {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape},
+        )
+        count = 0
+        with open(tmp, "wb") as handle:
+            handle.write(header.getvalue())
+            digest.update(header.getvalue())
+            for row in rows:
+                if row.shape != shape[1:] or row.dtype != dtype:
+                    raise ValueError(
+                        f"{path}: row {count} is {row.shape} {row.dtype}, not {shape[1:]} {dtype}"
+                    )
+                data = np.ascontiguousarray(row).tobytes()
+                handle.write(data)
+                digest.update(data)
+                count += 1
+        if count != shape[0]:
+            raise ValueError(f"{path}: {count} rows given for an array of shape {shape}")
+
+    atomic_write(path, write)
+    checksum = f"{digest.hexdigest()}  {path.name}\n"
+    atomic_write(_checksum_path(path), lambda tmp: tmp.write_text(checksum))
 
 
 def load_array(path: str | os.PathLike, mmap_mode: str | None = "r") -> np.ndarray:
