@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from xaimed.explain.metrics.agreement import AGREEMENT_METRICS
 from xaimed.report.quality_figures import BASELINE_STYLE
 from xaimed.report.style import fit_text, legend_outside
 from xaimed.stats.repeatability import (
-    AGREEMENT_METRICS,
     NO_REPEATS,
     REPEATABILITY_BASELINES,
     per_image_agreement,

@@ -8,15 +8,13 @@ and CAM method. Nothing here depends on how those models came about: every fold'
 of a (dataset, model, method) is read, and every image id found in two or more of them is
 paired across them, each pair of folds once.
 
-Agreement of two maps of one image, per pair (:func:`map_agreement`):
-- ``spearman``: Spearman rank correlation of the pixels (1 identical order, -1 reversed);
-- ``ssim``: mean structural similarity (Wang et al. 2004, as in the sanity check);
-- ``iou_top_k``: IoU of the two maps' ``top_k`` % most relevant pixels (quality.top_k, the
-  k of the localisation table's top-k IoU).
-A pair where either map is constant has nothing to agree on: NaN (counted, not scored), and a
-pair whose models predicted different classes compares maps of different classes: kept in
-the pairs file, left out of the table and the tests (counted). Each image counts once, with
-its mean over its pairs (r models give r (r - 1) / 2 pairs of one image, not independent).
+Agreement of two maps of one image, per pair: Spearman, SSIM and the IoU of their top-k %
+pixels (:func:`xaimed.explain.metrics.agreement.map_agreement`; k = quality.top_k, the k of
+the localisation table's top-k IoU). A pair where either map is constant has nothing to agree
+on: NaN (counted, not scored), and a pair whose models predicted different classes compares
+maps of different classes: kept in the pairs file, left out of the table and the tests
+(counted). Each image counts once, with its mean over its pairs (r models give r (r - 1) / 2
+pairs of one image, not independent).
 
 What "no agreement" looks like: the same agreement of the model-free ``random`` and
 ``smooth_random`` baselines (:mod:`xaimed.explain.metrics.localisation`), drawn independently
@@ -35,36 +33,26 @@ from os import PathLike
 import numpy as np
 import pandas as pd
 
-from xaimed.explain.metrics.confidence import constant_maps
-from xaimed.explain.metrics.localisation import (
-    image_seed,
-    pixel_order,
-    random_map,
-    smooth_random_map,
-)
-from xaimed.explain.metrics.sanity import spearman, ssim
+from xaimed.explain.metrics.agreement import AGREEMENT_METRICS, map_agreement
+from xaimed.explain.metrics.localisation import image_seed, random_map, smooth_random_map
 from xaimed.io import integrity
 from xaimed.report.tables import NO_PAIRS, empty_because
 from xaimed.stats.compare import paired_tests, table_columns
 from xaimed.stats.paired import mean_ci
 
 __all__ = [
-    "AGREEMENT_METRICS",
     "NO_REPEATS",
     "PAIR_COLUMNS",
     "REPEATABILITY_BASELINES",
     "TABLE_COLUMNS",
     "compare_methods_repeatability",
     "per_image_agreement",
-    "map_agreement",
     "repeatability_pairs",
     "repeatability_table",
-    "top_k_iou",
 ]
 
 log = logging.getLogger("xaimed.stats.repeatability")
 
-AGREEMENT_METRICS = ["spearman", "ssim", "iou_top_k"]
 #: model-free maps drawn independently per model: what maps that share nothing agree
 REPEATABILITY_BASELINES = ("random", "smooth_random")
 NO_REPEATS = "no image was explained by two or more models: set repeats >= 2 or cv: predefined"
@@ -100,61 +88,6 @@ TABLE_COLUMNS = [
     "n_pairs_constant",
     "top_k",
 ]
-
-
-# --- Agreement of two maps of the same images ------------------------------------------------
-
-
-def top_k_iou(
-    a: np.ndarray,
-    b: np.ndarray,
-    top_k: float = 10,
-    seeds_a: Sequence[int] | None = None,
-    seeds_b: Sequence[int] | None = None,
-) -> np.ndarray:
-    """IoU of the ``top_k`` % most relevant pixels of each pair of maps (N, H, W) -> (N,)
-    (rounded up, at least one pixel). Ties are broken as in
-    :func:`~xaimed.explain.metrics.localisation.pixel_order`, each map with its own seed, so a
-    plateau two maps share is not counted as agreement."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 3:
-        raise ValueError(f"maps {a.shape} and {b.shape} must both be (N, H, W)")
-    if not 0 < top_k <= 100:
-        raise ValueError(f"top_k is a percentage in (0, 100], got {top_k}")
-    n, pixels = len(a), int(np.prod(a.shape[1:]))
-    seeds_a = [0] * n if seeds_a is None else list(seeds_a)
-    seeds_b = [1] * n if seeds_b is None else list(seeds_b)
-    count = max(1, int(np.ceil(pixels * top_k / 100 - 1e-9)))
-    out = np.empty(n)
-    for i in range(n):
-        top_a = np.zeros(pixels, dtype=bool)
-        top_b = np.zeros(pixels, dtype=bool)
-        top_a[pixel_order(a[i], seeds_a[i])[:count]] = True
-        top_b[pixel_order(b[i], seeds_b[i])[:count]] = True
-        out[i] = (top_a & top_b).sum() / (top_a | top_b).sum()
-    return out
-
-
-def map_agreement(
-    a: np.ndarray,
-    b: np.ndarray,
-    top_k: float = 10,
-    seeds_a: Sequence[int] | None = None,
-    seeds_b: Sequence[int] | None = None,
-) -> dict[str, np.ndarray]:
-    """:data:`AGREEMENT_METRICS` of each pair of maps (N, H, W) in [0, 1], by name, and
-    ``constant``: where either map is constant every metric is NaN (two all-zero maps would
-    otherwise have an SSIM of 1)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    constant = constant_maps(a) | constant_maps(b)
-    scores = {
-        "spearman": spearman(a, b),
-        "ssim": ssim(a, b, data_range=1.0),
-        "iou_top_k": top_k_iou(a, b, top_k, seeds_a, seeds_b),
-    }
-    for values in scores.values():
-        values[constant] = np.nan
-    return {**scores, "constant": constant}
 
 
 # --- The pairs: every image explained by two or more models ------------------------------------
