@@ -41,17 +41,15 @@ def repeatability_figure(
     baselines' mean agreement over the model's images explained twice. Without such an image,
     one panel says so (:data:`~xaimed.stats.repeatability.NO_REPEATS`). Saves ``out_png`` and
     returns what it drew (model, metric, map, kind, n_images, median, mean)."""
-    mine = pairs[pairs["dataset"] == dataset] if len(pairs) else pairs
-    images = per_image_agreement(mine) if len(mine) else pd.DataFrame()
+    mine = pairs[pairs["dataset"] == dataset]
+    images = per_image_agreement(mine)
     drawn = (
         images.groupby(["model", "metric", "method", "kind"], sort=True)["value"]
         .agg(n_images="size", median="median", mean="mean")
         .reset_index()
         .rename(columns={"method": "map"})
-        if len(images)
-        else pd.DataFrame(columns=["model", "metric", "map", "kind", "n_images", "median", "mean"])
     )
-    models = sorted(drawn["model"].unique())
+    models = sorted(mine["model"].unique())  # a model whose pairs all left out: said in its panels
     title = f"{dataset}: agreement of the maps of independently trained models"
     ncols = len(AGREEMENT_METRICS) if models else 1
     fig = Figure(
@@ -85,8 +83,9 @@ def _panel(ax, images: pd.DataFrame, metric: str) -> None:
     ax.set_ylim(*Y_LIMITS[metric])
     methods = images[images["kind"] == "method"]
     names = sorted(methods["method"].unique())
-    if not names:  # every pair of maps of other classes or constant
-        ax.text(0.5, 0.5, "no pair of maps counts", ha="center", va="center", fontsize=8)
+    if not names:
+        text = "no pair of maps counts:\nthe models predicted other\nclasses, or a map is constant"
+        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8)
         ax.set_xticks([])
         return
     x = np.arange(len(names))

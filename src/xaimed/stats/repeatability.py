@@ -284,7 +284,13 @@ def per_image_agreement(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _summary(values: pd.Series, alpha: float) -> dict:
+    """n_images and the spread of the per-image agreement; NaN without an image (every pair
+    of another class or with a constant map: counted beside it)."""
     v = values.to_numpy(dtype=float)
+    if not len(v):
+        return {"n_images": 0} | dict.fromkeys(
+            ["mean", "sd", "median", "q25", "q75", "ci_low", "ci_high"], np.nan
+        )
     ci_low, ci_high = mean_ci(v, alpha)
     return {
         "n_images": len(v),

@@ -78,3 +78,15 @@ def test_without_repeats_the_figure_says_so(tmp_path, saved_figures, caplog):
     text = " ".join(t.get_text() for ax in fig.axes for t in ax.texts).replace("\n", " ")
     assert NO_REPEATS in text
     assert clipped(fig) == []
+
+
+def test_pairs_that_all_differ_in_class_are_said_in_the_panels(tmp_path, saved_figures, caplog):
+    pairs = _pairs().assign(pred_b=1, same_class=False)
+    drawn = repeatability_figure(pairs, "toy", tmp_path / "toy.png")
+    assert drawn.empty
+    (fig,) = saved_figures
+    assert len(fig.axes) == 2 * 3
+    for ax in fig.axes:
+        assert "no pair of maps counts" in " ".join(t.get_text() for t in ax.texts)
+    assert NO_REPEATS not in caplog.text
+    assert clipped(fig) == []

@@ -176,3 +176,22 @@ def test_a_repeated_image_in_one_file_is_an_error(tmp_path):
     maps = [{"dataset": "toy", "model": "resnet18", "fold": 0, "method": "gradcam"}]
     with pytest.raises(ValueError, match=r"image 'a' appears twice in CAM file .*cams.npz"):
         repeatability_pairs([path], maps)
+
+
+def test_models_that_never_agree_on_the_class_leave_counted_empty_rows(tmp_path):
+    """Every pair explains two different classes: no agreement counts, and the table says how
+    many pairs it left out rather than dropping the method."""
+    rng = np.random.default_rng(0)
+    paths, maps = [], []
+    for fold in (0, 1):
+        path = tmp_path / f"fold{fold}/gradcam/cams.npz"
+        write_cams(path, ["a", "b"], rng.random((2, S, S)), [fold, fold])
+        paths.append(path)
+        maps.append({"dataset": "toy", "model": "resnet18", "fold": fold, "method": "gradcam"})
+    pairs = repeatability_pairs(paths, maps, target_layers={"resnet18": "layer2"})
+    table = repeatability_table(pairs)
+    assert len(table) == 3
+    assert (table["n_images"] == 0).all() and table["mean"].isna().all()
+    assert (table["n_pairs_other_class"] == 2).all()
+    tests = compare_methods_repeatability(pairs)
+    assert tests.empty and "explains the same class" in tests.attrs["empty"]
