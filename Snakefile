@@ -75,6 +75,7 @@ localrules:
     generalisation_figure,
     quality_tables,
     localisation_figure,
+    repeatability_figure,
 
 
 rule all:

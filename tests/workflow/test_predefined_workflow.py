@@ -97,3 +97,48 @@ def test_the_repeats_run_the_whole_default_dag(predefined_run):
             index=["fold", "image_id"], columns="method", values="confidence_increase"
         )
         assert row["n"] == wide.dropna().index.get_level_values("image_id").nunique()
+
+
+def test_the_repeats_maps_agreement_is_measured_per_image(predefined_run):
+    """The two repeats explain the same 6 test images: the repeatability table and its tests
+    hold each method's agreement across the two models, recomputed here from the maps."""
+    from scipy import stats
+
+    from xaimed.explain.metrics.confidence import CONSTANT_RANGE
+
+    workdir = predefined_run
+    maps = {
+        (fold, method): np.load(
+            workdir / f"results/explain/mnist/resnet18/fold{fold}/{method}/cams.npz"
+        )
+        for fold in (0, 1)
+        for method in CONFIG["explain"]["methods"]
+    }
+    table = pd.read_csv(workdir / "results/tables/repeatability.csv")
+    assert set(zip(table["method"], table["metric"], strict=True)) == {
+        (method, metric)
+        for method in CONFIG["explain"]["methods"]
+        for metric in ("spearman", "ssim", "iou_top_k")
+    }
+    for method in CONFIG["explain"]["methods"]:
+        a, b = maps[(0, method)], maps[(1, method)]
+        assert list(a["image_id"]) == list(b["image_id"])  # the same test images, same order
+        rhos = [
+            stats.spearmanr(x.ravel(), y.ravel()).statistic
+            for x, y, same in zip(a["cams"], b["cams"], a["target"] == b["target"], strict=True)
+            if same and min(np.ptp(x), np.ptp(y)) > CONSTANT_RANGE
+        ]
+        row = table[(table["method"] == method) & (table["metric"] == "spearman")].iloc[0]
+        assert row["n_images"] == len(rhos) >= 1
+        assert row["n_models"] == 2
+        assert row["n_pairs_other_class"] == int((a["target"] != b["target"]).sum())
+        assert row["mean"] == pytest.approx(np.mean(rhos))
+        # random maps drawn per model: no agreement, whatever the methods show
+        assert abs(row["baseline_random"]) < 0.2
+    assert (table.loc[table["metric"] == "iou_top_k", "top_k"] == 10).all()
+
+    tests = pd.read_csv(workdir / "results/tables/ttest_repeatability.csv")
+    assert sorted(tests["metric"]) == ["iou_top_k", "spearman", "ssim"]
+    assert (tests[["method_a", "method_b"]].to_numpy() == ["gradcampp", "xgradcam"]).all()
+    assert (tests["n"] <= 6).all()
+    assert (workdir / "results/figures/repeatability_mnist.png").stat().st_size > 0

@@ -50,6 +50,7 @@ LOCAL_RULES = {
     "generalisation_figure",
     "quality_tables",
     "localisation_figure",
+    "repeatability_figure",
 }
 
 
@@ -243,6 +244,7 @@ def test_changing_one_models_learning_rate_reruns_only_its_jobs(tiny_run, tmp_pa
         "classification_figures",
         "explanation_figures",
         "localisation_figure",
+        "repeatability_figure",
         "cd_diagram",
         "generalisation_figure",
     ]
@@ -254,6 +256,7 @@ def test_changing_one_models_learning_rate_reruns_only_its_jobs(tiny_run, tmp_pa
         "explanation_tables",
         "generalisation_tables",
         "quality_tables",
+        "repeatability",
         "rank_models",
         "timing_figure",
         "all",

@@ -46,7 +46,18 @@ def test_one_model_method_and_class_run_every_default_target(smallest_run):
             smallest_run / f"results/explain/brain_mri/resnet18/fold{fold}/gradcampp/scores.parquet"
         )
         assert len(scores) == 1  # one explained image: one class
+    # k-fold: each image is explained once, so no agreement across models; said, not hidden
+    repeatability = smallest_run / "results/tables/repeatability.csv"
+    assert pd.read_csv(repeatability).empty
+    for twin in (".md", ".html"):
+        assert (
+            "no image was explained by two or more models"
+            in repeatability.with_suffix(twin).read_text()
+        )
+    log = (smallest_run / "logs/stats/repeatability.log").read_text()
+    assert "brain_mri/resnet18: no image was explained by two or more models" in log
     figures = ["cams", "localisation", "confidence_increase", "generalisation", "cd"]
+    figures.append("repeatability")
     for figure in figures:
         assert (smallest_run / f"results/figures/{figure}_brain_mri.png").stat().st_size > 0
 

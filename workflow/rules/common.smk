@@ -481,6 +481,39 @@ def power_params():
     }
 
 
+def repeatability_maps():
+    """One description (dataset, model, fold, method) per cams.npz of every explained model:
+    the repeatability job pairs the images found in two or more folds' files (repeats).
+    """
+    return [
+        {"dataset": dataset, "model": model, "fold": fold, "method": method}
+        for dataset in DATASETS
+        for model in EXPLAIN_MODELS
+        for fold in FOLDS
+        for method in METHODS
+    ]
+
+
+def repeatability_input():
+    cams = "results/explain/{dataset}/{model}/fold{fold}/{method}/cams.npz"
+    return {"cams": [cams.format(**maps) for maps in repeatability_maps()]}
+
+
+def repeatability_params():
+    """Which file is whose, the top-k of the localisation IoU, the seed of the baselines'
+    maps and each model's target layer (the grid smooth_random is drawn on)."""
+    return {
+        "maps": repeatability_maps(),
+        "top_k": config["quality"]["top_k"],
+        "seed": config["seed"],
+        "target_layers": {
+            m: config["explain"]["target_layers"].get(m) for m in EXPLAIN_MODELS
+        },
+        "adjust": config["stats"]["adjust"],
+        "alpha": config["stats"]["alpha"],
+    }
+
+
 # --- Targets: what rule all asks for --------------------------------------------------------------
 TABLES = ["classification", "ttest_models"]
 EXPLAIN_TABLES = ["confidence_increase", "xai_timing", "ttest_methods"]
@@ -494,6 +527,8 @@ QUALITY_TABLES = [
     "ttest_localisation",
     "ttest_faithfulness",
     "ttest_sanity",
+    "repeatability",
+    "ttest_repeatability",
 ]
 
 
@@ -541,7 +576,11 @@ def quality_targets():
         return []
     return expand(
         "results/tables/{table}.{ext}", table=QUALITY_TABLES, ext=["csv", "md", "html"]
-    ) + expand("results/figures/localisation_{dataset}.png", dataset=DATASETS)
+    ) + expand(
+        "results/figures/{figure}_{dataset}.png",
+        figure=["localisation", "repeatability"],
+        dataset=DATASETS,
+    )
 
 
 def intermediate_targets():
@@ -580,6 +619,6 @@ def intermediate_targets():
             fold=FOLDS,
         )
         files += collected(["scores", "sanity", "baselines"])
-        stats.append("ttest_methods")
+        stats += ["ttest_methods", "repeatability_pairs"]
     files += expand("results/stats/{name}.parquet", name=stats)
     return files + all_generalise_metrics() + all_cam_stability()

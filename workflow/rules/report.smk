@@ -240,3 +240,27 @@ rule cam_gallery:
         title=lambda wildcards: f"{wildcards.dataset}: {EXPLAIN_MODELS[0]}",
     script:
         "../scripts/cam_gallery.py"
+
+
+rule repeatability_figure:
+    input:
+        pairs="results/stats/repeatability_pairs.parquet",
+    output:
+        figure=report(
+            "results/figures/repeatability_{dataset}.png",
+            caption="../report/repeatability_figure.rst",
+            category=CATEGORY["quality"],
+            subcategory="{dataset}",
+        ),
+    log:
+        "logs/report/repeatability_figure/{dataset}.log",
+    benchmark:
+        "benchmarks/report/repeatability_figure/{dataset}.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/repeatability_figure.py"

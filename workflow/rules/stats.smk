@@ -178,3 +178,44 @@ rule power:
         **power_params(),
     script:
         "../scripts/power.py"
+
+
+rule repeatability:
+    input:
+        **repeatability_input(),
+    output:
+        pairs="results/stats/repeatability_pairs.parquet",
+        table="results/tables/repeatability.csv",
+        markdown="results/tables/repeatability.md",
+        html=report(
+            "results/tables/repeatability.html",
+            caption="../report/repeatability.rst",
+            category=CATEGORY["quality"],
+            subcategory="Tables",
+            labels={"table": "repeatability: maps of independently trained models"},
+        ),
+        ttest="results/tables/ttest_repeatability.csv",
+        ttest_markdown="results/tables/ttest_repeatability.md",
+        ttest_html=report(
+            "results/tables/ttest_repeatability.html",
+            caption="../report/ttest_repeatability.rst",
+            category=STATISTICS,
+            subcategory="Tables",
+            labels={
+                "table": "ttest_repeatability: pairs of CAM methods, paired by image"
+            },
+        ),
+    log:
+        "logs/stats/repeatability.log",
+    benchmark:
+        "benchmarks/stats/repeatability.tsv"
+    conda:
+        "../../envs/xaimed.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        **repeatability_params(),
+    script:
+        "../scripts/repeatability.py"
