@@ -202,7 +202,7 @@ def test_a_bad_config_names_the_key_and_the_allowed_values(case):
 
 def test_the_shipped_configs_pass():
     # The schema's CAM methods against the registry: tests/unit/config/test_config.py.
-    for name in ("config.yaml", "paper.yaml", "sites.yaml"):
+    for name in ("config.yaml", "paper.yaml", "sites.yaml", "repeatability.yaml"):
         check_config(load_config_file(REPO / "config" / name), SCHEMA)
 
 

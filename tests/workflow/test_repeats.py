@@ -102,3 +102,15 @@ def test_models_are_compared_with_the_corrected_repeated_test_over_four_results(
     assert power.loc["repeated_cv", "n"] == 4 and power.loc["nadeau_bengio", "n"] == 2
     shifts = pd.read_csv(workdir / "results/tables/ttest_generalisation.csv")
     assert (shifts["n"] == 4).all() and (shifts["repeats"] == 2).all()
+
+
+def test_the_repeatability_config_explains_every_image_twice_in_its_dry_run(tmp_path):
+    from tests.conftest import REPO
+
+    config = yaml.safe_load((REPO / "config" / "repeatability.yaml").read_text())
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    counts = job_counts(snakemake(tmp_path, "--dry-run"))
+    runs = config["folds"] * config["repeats"]
+    assert counts["train"] == counts["cams"] == counts["scores"] == runs
+    assert config["explain"]["max_images"] is None  # else repeats need not share an image
+    assert counts["repeatability"] == 1 and counts["repeatability_figure"] == 1

@@ -14,7 +14,7 @@ def _validate(config: dict) -> None:
     jsonschema.Draft202012Validator(SCHEMA).validate(config)
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "sites.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "sites.yaml", "repeatability.yaml"])
 def test_shipped_configs_are_valid(name):
     _validate(yaml.safe_load((REPO / "config" / name).read_text()))
 
