@@ -27,7 +27,14 @@ from xaimed.io import integrity
 from xaimed.io.runtime import seed_everything
 from xaimed.models import checkpoint, inputs
 from xaimed.train import resume
-from xaimed.train.trainer import Trainer, TrainSettings, _epoch_errors, _is_better, _val_metrics
+from xaimed.train.trainer import (
+    KEPT_EPOCHS,
+    Trainer,
+    TrainSettings,
+    _epoch_errors,
+    _is_better,
+    _val_metrics,
+)
 
 log = logging.getLogger("xaimed.train.fold")
 
@@ -184,6 +191,8 @@ def train_fold(
     # Scoring the validation part needs a batch-norm pass over the training images first
     # (recalibrate_batchnorm), about a quarter of an epoch: only done every epoch where an
     # epoch's score decides something (the best epoch, early stopping).
+    if settings.keep not in KEPT_EPOCHS:
+        raise ValueError(f"unknown training.keep {settings.keep!r}; choose one of {KEPT_EPOCHS}")
     keep_last = settings.keep == "last"
     validate_each_epoch = settings.patience > 0 or (not keep_last and len(val_rows) > 0)
     if not validate_each_epoch:

@@ -22,6 +22,8 @@ from xaimed.models.pooled_head import PooledHead
 OPTIMIZERS = ("adamw", "adam", "sgd")
 
 SCHEDULERS = ("cosine", "constant")
+# training.keep: which epoch becomes model.pt
+KEPT_EPOCHS = ("best", "last")
 
 
 @dataclass(frozen=True)

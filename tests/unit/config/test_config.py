@@ -64,7 +64,7 @@ def _registries() -> dict:
     from xaimed.explain.cams import CAM_METHODS
     from xaimed.shift.corruptions import CORRUPTIONS
     from xaimed.stats.compare import ADJUSTMENTS, FOLD_METRICS
-    from xaimed.train.trainer import OPTIMIZERS, SCHEDULERS
+    from xaimed.train.trainer import KEPT_EPOCHS, OPTIMIZERS, SCHEDULERS
 
     training = "properties/training/properties"
     override = f"{training}/models/additionalProperties/properties"
@@ -78,6 +78,8 @@ def _registries() -> dict:
         f"{override}/optimizer": OPTIMIZERS,
         f"{training}/scheduler": SCHEDULERS,
         f"{override}/scheduler": SCHEDULERS,
+        f"{training}/keep": KEPT_EPOCHS,
+        f"{override}/keep": KEPT_EPOCHS,
         "properties/stats/properties/model_metrics/items": FOLD_METRICS,
         "properties/stats/properties/adjust": ADJUSTMENTS,
         "properties/shift/properties/corruptions/items": CORRUPTIONS,
