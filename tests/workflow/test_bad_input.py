@@ -56,7 +56,7 @@ def _set(path: str, value):
 CONFIG_CASES = {
     "unknown top-level key": (
         _set("fold", 3),
-        r"fold: unknown key; allowed keys here: seed, folds, image_size",
+        r"fold: unknown key; allowed keys here: seed, folds, repeats, image_size",
     ),
     "unknown training key": (
         _set("training.learning_rate", 0.1),
