@@ -144,7 +144,9 @@ print("ready", flush=True)
 time.sleep(60)
 """
 PARENT = """
-import subprocess, sys
+import signal, subprocess, sys
+if len(sys.argv) > 3:  # as `nohup snakemake ... &` from a script: SIGINT ignored, and inherited
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
 print(child.pid, flush=True)
 child.wait()
@@ -152,11 +154,14 @@ child.wait()
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux's /proc")
-def test_a_job_outside_snakemake_stops_with_its_parent(tmp_path):
-    """Without a Snakemake above it (Snakemake's API in a notebook), a job watches its parent."""
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_a_job_outside_snakemake_stops_with_its_parent(tmp_path, sigint):
+    """Without a Snakemake above it (Snakemake's API in a notebook), a job watches its parent;
+    also when it was started with SIGINT ignored (the interrupt would do nothing for 30 s)."""
     log = tmp_path / "job.log"
+    ignore = ["ignore"] if sigint == "ignored" else []
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, CHILD, str(log)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", PARENT, CHILD, str(log), *ignore], stdout=subprocess.PIPE, text=True
     )
     child = int(parent.stdout.readline())
     try:

@@ -165,6 +165,14 @@ def stop_with_snakemake(poll_seconds: float = 1.0, grace_seconds: float = 30.0) 
             os._exit(1)
         return
 
+    # `nohup snakemake ... &` starts jobs with SIGINT ignored (a background job of a shell
+    # without job control), which would leave the interrupt below without effect: take it back.
+    if (
+        signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        and threading.current_thread() is threading.main_thread()
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def watch() -> None:
         while _alive(*parent):
             time.sleep(poll_seconds)
