@@ -198,6 +198,15 @@ class _SignedEigen:
 
     flipped: list[bool]
 
+    def __init__(
+        self,
+        model: nn.Module,
+        target_layers: list[nn.Module],
+        reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__(model, target_layers, reshape_transform)
+        self.flipped = []
+
     def _matrix(self, activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError
 
@@ -218,29 +227,11 @@ class _SignedEigen:
 
 
 class SignedEigenGradCAM(_SignedEigen, EigenGradCAM):
-    def __init__(
-        self,
-        model: nn.Module,
-        target_layers: list[nn.Module],
-        reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> None:
-        super().__init__(model, target_layers, reshape_transform)
-        self.flipped = []
-
     def _matrix(self, activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
         return grads * activations
 
 
 class SignedEigenCAM(_SignedEigen, EigenCAM):
-    def __init__(
-        self,
-        model: nn.Module,
-        target_layers: list[nn.Module],
-        reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> None:
-        super().__init__(model, target_layers, reshape_transform)
-        self.flipped = []
-
     def _matrix(self, activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
         return activations
 

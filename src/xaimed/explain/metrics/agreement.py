@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from xaimed.explain.metrics.confidence import constant_maps
-from xaimed.explain.metrics.localisation import pixel_order
+from xaimed.explain.metrics.localisation import top_k_pixels
 from xaimed.explain.metrics.sanity import spearman, ssim
 
 __all__ = ["AGREEMENT_METRICS", "map_agreement", "top_k_iou"]
@@ -34,16 +34,13 @@ def top_k_iou(
         raise ValueError(f"maps {a.shape} and {b.shape} must both be (N, H, W)")
     if not 0 < top_k <= 100:
         raise ValueError(f"top_k is a percentage in (0, 100], got {top_k}")
-    n, pixels = len(a), int(np.prod(a.shape[1:]))
+    n = len(a)
     seeds_a = [0] * n if seeds_a is None else list(seeds_a)
     seeds_b = [1] * n if seeds_b is None else list(seeds_b)
-    count = max(1, int(np.ceil(pixels * top_k / 100 - 1e-9)))
     out = np.empty(n)
     for i in range(n):
-        top_a = np.zeros(pixels, dtype=bool)
-        top_b = np.zeros(pixels, dtype=bool)
-        top_a[pixel_order(a[i], seeds_a[i])[:count]] = True
-        top_b[pixel_order(b[i], seeds_b[i])[:count]] = True
+        top_a = top_k_pixels(a[i], top_k, seeds_a[i])
+        top_b = top_k_pixels(b[i], top_k, seeds_b[i])
         out[i] = (top_a & top_b).sum() / (top_a | top_b).sum()
     return out
 

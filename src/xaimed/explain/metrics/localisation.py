@@ -105,6 +105,15 @@ def energy_pointing_game(cams: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.where(masks.any(axis=(1, 2)), out, np.nan)
 
 
+def top_k_pixels(cam: np.ndarray, top_k: float, seed: int) -> np.ndarray:
+    """Flat mask of the map's ``top_k`` % most relevant pixels (rounded up, at least one),
+    ties broken as in :func:`pixel_order` with ``seed``."""
+    count = max(1, int(np.ceil(cam.size * top_k / 100 - 1e-9)))
+    top = np.zeros(cam.size, dtype=bool)
+    top[pixel_order(cam, seed)[:count]] = True
+    return top
+
+
 def iou_top_k(
     cams: np.ndarray, masks: np.ndarray, top_k: float = 10, seeds: Sequence[int] | None = None
 ) -> np.ndarray:
@@ -118,9 +127,7 @@ def iou_top_k(
     for i, (cam, mask) in enumerate(zip(cams, masks, strict=True)):
         if not mask.any():
             continue
-        count = max(1, int(np.ceil(cam.size * top_k / 100 - 1e-9)))
-        top = np.zeros(cam.size, dtype=bool)
-        top[pixel_order(cam, seeds[i])[:count]] = True
+        top = top_k_pixels(cam, top_k, seeds[i])
         lesion = mask.reshape(-1)
         out[i] = (top & lesion).sum() / (top | lesion).sum()
     return out
