@@ -107,6 +107,14 @@ def test_faithfulness_bench_times_both_and_their_areas_agree():
     assert result["max_auc_diff"] <= 1e-5  # the same images, batched differently
 
 
+def test_road_imputation_bench_times_each_thread_count_and_the_images_agree():
+    result = load("road_imputation").main(
+        ["--size", "32", "--images", "2", "--threads", "1", "3", "--rounds", "1"]
+    )
+    assert set(result) == {1, 3}
+    assert all(r["s_per_image"] > 0 and r["equal"] for r in result.values())
+
+
 def test_demo_bench_summarises_a_finished_run(tiny_run, tmp_path, capsys):
     demo = load("demo")
     figures = demo.main(["--summarise", str(tiny_run), "--wall", "100", "--cores", "2"])

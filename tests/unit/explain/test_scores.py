@@ -81,6 +81,32 @@ def test_road_on_a_subset_gives_the_same_values(setup):
     np.testing.assert_allclose(full[2:], part, rtol=0, atol=1e-6)
 
 
+@pytest.fixture
+def threads():
+    """Restores torch's thread count after a test that sets it."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_road_threads_give_identical_scores(setup, threads):
+    """An image's solves run on the job's threads; its perturbed images are bit-identical to
+    one thread's (the noise is drawn afterwards, in the library's order)."""
+    from xaimed.explain.metrics.confidence import _road_perturbations
+
+    model, x, cams, targets = setup
+    results = {}
+    for n in (1, 4):
+        threads(n)
+        images = _road_perturbations(x[1], cams[1], (20, 40, 60, 80), seed=3)
+        results[n] = images, road(model, x, cams, targets, percentiles=(20, 80), seed=0)
+    assert torch.equal(results[1][0], results[4][0])
+    # the model's own arithmetic may round differently on more threads
+    np.testing.assert_allclose(results[1][1], results[4][1], rtol=0, atol=1e-6)
+    # each percentile and order imputes a different set of pixels
+    assert len({image.sum().item() for image in results[4][0]}) == 8
+
+
 def test_shape_mismatch_is_an_error(setup):
     model, x, cams, targets = setup
     with pytest.raises(ValueError, match="do not match"):

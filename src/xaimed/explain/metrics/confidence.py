@@ -8,6 +8,7 @@ All scores share the signature ``(model, inputs, cams, targets, ...) -> float32 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -140,19 +141,30 @@ def _road_perturbations(
     others in its batch)."""
     pixels = image.detach().cpu().float()
     array = pixels.numpy()
+    keeps = [
+        np.float32(relevance < np.percentile(relevance, percentile))
+        # LeRF removes the least relevant: threshold on 1 - cam
+        for relevance in (1 - cam, cam)
+        for percentile in percentiles
+    ]
+    # The solves are independent and SuperLU lets go of the GIL, so they share the job's
+    # threads (on a GPU they are most of ROAD); the noise is drawn afterwards, in order.
+    workers = min(len(keeps), torch.get_num_threads())
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            infills = list(pool.map(_linear_infill, [array] * len(keeps), keeps))
+    else:
+        infills = [_linear_infill(array, keep) for keep in keeps]
     generator = torch.Generator().manual_seed(int(seed))
     out = []
-    for relevance in (1 - cam, cam):  # LeRF removes the least relevant: threshold on 1 - cam
-        for percentile in percentiles:
-            keep = np.float32(relevance < np.percentile(relevance, percentile))
-            missing, values = _linear_infill(array, keep)
-            filled = torch.tensor(values, dtype=torch.float).t()
-            # Drawn like the library's randn_like, which follows the memory layout that
-            # torch.tensor gives spsolve's result: same numbers in the same places.
-            noise = torch.empty_like(filled).normal_(generator=generator)
-            infill = pixels.reshape(pixels.shape[0], -1).clone()
-            infill[:, missing] = filled + _ROAD_NOISE * noise
-            out.append(infill.reshape_as(pixels))
+    for missing, values in infills:
+        filled = torch.tensor(values, dtype=torch.float).t()
+        # Drawn like the library's randn_like, which follows the memory layout that
+        # torch.tensor gives spsolve's result: same numbers in the same places.
+        noise = torch.empty_like(filled).normal_(generator=generator)
+        infill = pixels.reshape(pixels.shape[0], -1).clone()
+        infill[:, missing] = filled + _ROAD_NOISE * noise
+        out.append(infill.reshape_as(pixels))
     return torch.stack(out)
 
 
