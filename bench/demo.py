@@ -51,11 +51,15 @@ STAGES = {
     "generalise": "generalisation",
 }
 TORCH_RULES = {"train", "cams", "scores", "generalise"}
+# and, as a job does after them, their objects frozen out of the collector (the exit's share)
+FREEZE = "; from xaimed.io.runtime import freeze_imports; freeze_imports()"
 TORCH_IMPORTS = (
     "import xaimed.explain.stage, xaimed.train.fold, xaimed.shift.generalise, snakemake.script"
+    + FREEZE
 )
 SMALL_IMPORTS = (
     "import xaimed.report.style, xaimed.report.tables, xaimed.stats.compare, snakemake.script"
+    + FREEZE
 )
 ACCURACY_FLOOR = 0.80
 POINTING_FLOOR = 0.80

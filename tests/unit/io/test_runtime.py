@@ -23,3 +23,24 @@ def test_a_job_logs_its_cpu_seconds_at_exit(tmp_path):
     # all of the process but its teardown after the log line
     assert 0.8 * used <= seconds <= used + 0.01
     assert rss > 10
+
+
+def test_a_job_freezes_its_imports_out_of_the_collector(tmp_path):
+    # torch's imports leave some 10^5 objects that the exit would otherwise traverse; only a
+    # workflow job (a log file) freezes them, not an interactive session
+    code = (
+        "import gc, sys, torch\n"
+        "from xaimed.io.runtime import setup_logging\n"
+        "setup_logging(sys.argv[1] or None)\n"
+        "print(gc.get_freeze_count())\n"
+    )
+    frozen = {
+        kind: int(
+            subprocess.run(
+                [sys.executable, "-c", code, arg], check=True, capture_output=True, text=True
+            ).stdout
+        )
+        for kind, arg in (("job", str(tmp_path / "job.log")), ("session", ""))
+    }
+    assert frozen["job"] > 50_000
+    assert frozen["session"] == 0
