@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from xaimed.data.phantoms.generate import PHANTOM_CLASSES, phantom_rng, render
 from xaimed.explain.metrics.confidence import _road_perturbations
+from xaimed.models.inputs import normalize
 
 
 def smooth_maps(n: int, size: int, seed: int) -> np.ndarray:
@@ -34,16 +35,18 @@ def smooth_maps(n: int, size: int, seed: int) -> np.ndarray:
 
 
 def phantom_images(n: int, size: int, seed: int) -> torch.Tensor:
+    """n brain phantoms, normalised as the models' inputs are."""
     classes = PHANTOM_CLASSES["brain_mri"]
     images = []
     for i in range(n):
         name = classes[i % len(classes)]
-        image = render("brain_mri", name, phantom_rng("brain_mri", name, i, seed), size)[0]
-        image = np.asarray(image, np.float32) / 255.0
+        image = np.asarray(
+            render("brain_mri", name, phantom_rng("brain_mri", name, i, seed), size)[0]
+        )
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=2)
-        images.append(torch.from_numpy((image - 0.45) / 0.225).permute(2, 0, 1))
-    return torch.stack(images)
+        images.append(torch.from_numpy(image).permute(2, 0, 1))
+    return normalize(torch.stack(images))
 
 
 def main(argv: list[str] | None = None) -> dict[int, dict]:
