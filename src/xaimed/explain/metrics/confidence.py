@@ -149,12 +149,8 @@ def _road_perturbations(
     ]
     # The solves are independent and SuperLU lets go of the GIL, so they share the job's
     # threads (on a GPU they are most of ROAD); the noise is drawn afterwards, in order.
-    workers = min(len(keeps), torch.get_num_threads())
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            infills = list(pool.map(_linear_infill, [array] * len(keeps), keeps))
-    else:
-        infills = [_linear_infill(array, keep) for keep in keeps]
+    with ThreadPoolExecutor(min(len(keeps), torch.get_num_threads())) as pool:
+        infills = list(pool.map(lambda keep: _linear_infill(array, keep), keeps))
     generator = torch.Generator().manual_seed(int(seed))
     out = []
     for missing, values in infills:
